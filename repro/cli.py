@@ -1,0 +1,276 @@
+"""The `repro` command: a thin face over the Python API.
+
+Commands parse arguments, call the API, and print. Errors from the API (`ReproError`) become one
+line on stderr and an exit code here, in `main`, and nowhere else. Heavy modules are imported
+inside the commands that use them, so `repro --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from repro.errors import ReproError
+
+app = typer.Typer(
+    name="repro",
+    help="Content-addressed reproducibility for data and ML pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(msg.rstrip() + "\n")
+
+
+def _project():
+    from repro.project import Project
+
+    return Project.find()
+
+
+class _Progress:
+    """A rich byte progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+        self.task = None
+        if sys.stderr.isatty() and not os.environ.get("CI"):
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeElapsedColumn,
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+                console=_console(stderr=True),
+            )
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    @property
+    def callback(self):
+        if self.bar is None:
+            return None
+        bar, task = self.bar, self.task
+        return lambda n: bar.advance(task, n)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def init(
+    path: Annotated[str, typer.Argument(help="Folder to make a project of.")] = ".",
+) -> None:
+    """Make .repro/ (cache, state db, config, ignore rules) and an empty repro.yaml."""
+    from repro.project import Project
+
+    p = Project.init(path)
+    print(f"Initialized repro project in {p.root}")
+
+
+@app.command("hash")
+def hash_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Print content hashes of files and folders, with bytes and seconds."""
+    from repro.hashing.engine import Hasher
+    from repro.project import Project
+
+    try:
+        hasher = Project.find().hasher
+    except ReproError:
+        hasher = Hasher()
+    rows = []
+    with _Progress("hashing") as prog:
+        for p in paths:
+            t0 = time.perf_counter()
+            r = hasher.hash_path(p, prog.callback)
+            rows.append(
+                {
+                    "path": p,
+                    "hash": r.hash,
+                    "bytes": r.size,
+                    "seconds": round(time.perf_counter() - t0, 6),
+                }
+            )
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        secs = r["seconds"]
+        rate = f", {_human_bytes(int(r['bytes'] / secs))}/s" if secs > 0.01 else ""
+        print(f"{r['hash']}  {r['path']}  ({_human_bytes(r['bytes'])} in {secs:.3f} s{rate})")
+
+
+@app.command()
+def add(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders to track.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Track data that no stage makes: store it in the cache and record it in repro.yaml."""
+    from repro import data
+
+    project = _project()
+    with _Progress("adding") as prog:
+        added = data.add(project, paths, prog.callback)
+    if as_json:
+        _emit_json(
+            {
+                "added": [
+                    {"path": a.path, **a.hash.to_dict(), "new_objects": a.new_objects}
+                    for a in added
+                ]
+            }
+        )
+        return
+    for a in added:
+        kind = f"{a.hash.nfiles} files, " if a.hash.isdir else ""
+        print(f"added {a.path} ({kind}{_human_bytes(a.hash.size)}) {a.hash.hash}")
+
+
+@app.command()
+def checkout(
+    sig: Annotated[
+        str | None, typer.Argument(help="Snapshot sig (7+ characters); default: repro.lock.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Do not check in content about to be overwritten.")
+    ] = False,
+    outs_only: Annotated[
+        bool, typer.Option("--outs-only", help="Leave code and params files alone.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore the workspace to snapshot SIG, or to what repro.lock says."""
+    from repro import data
+
+    project = _project()
+    if sig is None:
+        report = data.checkout_lock(project, force=force)
+    else:
+        from repro.snapshots import checkout_snapshot
+
+        report = checkout_snapshot(project, sig, force=force, outs_only=outs_only)
+    if as_json:
+        _emit_json(
+            {
+                "placed": report.placed,
+                "removed": report.removed,
+                "unchanged": report.unchanged,
+                "saved": [{"path": p, "hash": h} for p, h in report.saved],
+            }
+        )
+        return
+    for p, h in report.saved:
+        print(
+            f"saved {p} ({h}) to the cache before overwriting it; "
+            f"get it back with: repro restore {h} {p}"
+        )
+    print(f"{report.placed} files placed, {report.removed} removed, {report.unchanged} unchanged")
+
+
+@app.command()
+def restore(
+    hash_: Annotated[str, typer.Argument(metavar="HASH", help="Content hash of a file or folder.")],
+    path: Annotated[str, typer.Argument(help="Where to put it.")],
+    force: Annotated[bool, typer.Option("--force")] = False,
+) -> None:
+    """Put a cached file or folder back at PATH by its content hash."""
+    from repro import data
+
+    report = data.restore(_project(), hash_, path, force=force)
+    print(f"restored {path}: {report.placed} files placed")
+
+
+def main() -> None:
+    """Entry point: run the app, turning repro's errors into one stderr line and an exit code."""
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        code = app(standalone_mode=False)
+    except ReproError as exc:
+        if debug:
+            raise
+        _err(f"error: {exc.message}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted.")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    except Exception as exc:  # click's own usage errors and anything unexpected
+        click_exc = _click_exception(exc)
+        if click_exc is not None:
+            click_exc.show()
+            sys.exit(click_exc.exit_code)
+        if debug:
+            raise
+        _err(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
+        sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exception(exc: Exception):
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            m = __import__(mod, fromlist=["ClickException"])
+        except ImportError:
+            continue
+        if isinstance(exc, m.ClickException):
+            return exc
+        if isinstance(exc, m.Abort):
+            _err("aborted.")
+            sys.exit(1)
+    return None
+
+
+if __name__ == "__main__":
+    main()

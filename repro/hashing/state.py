@@ -1,0 +1,121 @@
+"""The stat cache: path → hash, trusted only while the file's stat is unchanged.
+
+Kept in SQLite (`.repro/state.db`, WAL mode, so concurrent repro processes share it) and keyed
+by path, inode, size, mtime_ns and ctime_ns. A file whose mtime falls within RACY_NS of the moment
+it was hashed could have been rewritten in the same timestamp tick after the read (git's "racy"
+case); such an entry is not trusted and the file is read again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Coarser than any kernel timestamp tick (HZ=100 gives 10 ms) with margin.
+RACY_NS = 50_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class StatKey:
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> StatKey:
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class StateDB:
+    """A persistent stat cache. `None` path means in-memory (used outside a project)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(path or ":memory:", timeout=30, isolation_level=None)
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        if path:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, ino INTEGER, size INTEGER,"
+            " mtime INTEGER, ctime INTEGER, hash TEXT, checked INTEGER) WITHOUT ROWID"
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @staticmethod
+    def _trust(row: tuple, key: StatKey) -> str | None:
+        ino, size, mtime, ctime, digest, checked = row
+        if (ino, size, mtime, ctime) != (key.ino, key.size, key.mtime_ns, key.ctime_ns):
+            return None
+        if key.mtime_ns >= checked - RACY_NS:
+            # Racy: the content could have changed after we read it, within one timestamp tick.
+            # Only mtime counts here: ctime also moves on chmod and link, which keep content.
+            return None
+        return digest
+
+    def get(self, path: str, key: StatKey) -> str | None:
+        row = self._conn.execute(
+            "SELECT ino, size, mtime, ctime, hash, checked FROM state WHERE path=?", (path,)
+        ).fetchone()
+        return self._trust(row, key) if row else None
+
+    def get_under(self, folder: str) -> dict[str, tuple]:
+        """All rows for paths inside `folder` (one range query instead of one per file)."""
+        lo = folder.rstrip("/") + "/"
+        hi = lo[:-1] + "0"  # '0' sorts right after '/'
+        rows = self._conn.execute(
+            "SELECT path, ino, size, mtime, ctime, hash, checked FROM state"
+            " WHERE path >= ? AND path < ?",
+            (lo, hi),
+        )
+        return {r[0]: r[1:] for r in rows}
+
+    def lookup(self, rows: dict[str, tuple], path: str, key: StatKey) -> str | None:
+        row = rows.get(path)
+        return self._trust(row, key) if row else None
+
+    def put_many(self, items: Iterable[tuple[str, StatKey, str, int]]) -> None:
+        """Record (path, stat, hash, time_hashing_started_ns) in one transaction."""
+        data = [
+            (p, k.ino, k.size, k.mtime_ns, k.ctime_ns, h, checked) for p, k, h, checked in items
+        ]
+        if not data:
+            return
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?, ?, ?)", data
+            )
+
+    def forget(self, paths: Iterable[str]) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("DELETE FROM state WHERE path=?", [(p,) for p in paths])
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def restat(state: StateDB, items: Iterable[tuple[str, StatKey, StatKey]]) -> None:
+    """After a metadata-only change (chmod, a new hardlink), move an entry from its old stat to
+    the new one, keeping the time its content was read (so the racy check stays exact)."""
+    data = [
+        (new.ino, new.ctime_ns, path, old.ino, old.size, old.mtime_ns, old.ctime_ns)
+        for path, old, new in items
+    ]
+    if not data:
+        return
+    with state._conn:
+        state._conn.execute("BEGIN")
+        state._conn.executemany(
+            "UPDATE state SET ino=?, ctime=? WHERE path=? AND ino=? AND size=? AND mtime=?"
+            " AND ctime=?",
+            data,
+        )

@@ -1,0 +1,88 @@
+"""Trees: a folder's manifest, stored as an object; its hash is the folder's hash.
+
+A tree is the sorted list of the folder's files, each with its path relative to the folder (POSIX
+separators), content hash, size and executable bit, encoded with canonical msgpack. Empty folders
+are not recorded (as in git and DVC); symlinks are followed and stored as the content they point
+to (see docs/hashing.md). Because entries are relative, the same content gives the same hash
+wherever the folder lies.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from repro.canonical import hash_bytes, packb, unpackb
+from repro.errors import CorruptObjectError
+
+TREE_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    path: str  # relative POSIX path inside the folder
+    hash: str
+    size: int
+    executable: bool
+
+
+@dataclass(frozen=True)
+class Tree:
+    entries: tuple[TreeEntry, ...]
+
+    @classmethod
+    def from_entries(cls, entries: list[TreeEntry]) -> Tree:
+        return cls(tuple(sorted(entries, key=lambda e: e.path)))
+
+    def encode(self) -> bytes:
+        return packb(
+            {
+                "format": TREE_FORMAT,
+                "entries": [[e.path, e.hash, e.size, e.executable] for e in self.entries],
+            }
+        )
+
+    @property
+    def hash(self) -> str:
+        return hash_bytes(self.encode())
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def as_dict(self) -> dict[str, TreeEntry]:
+        return {e.path: e for e in self.entries}
+
+    @classmethod
+    def decode(cls, data: bytes, name: str = "tree") -> Tree:
+        """Parse a stored tree, refusing entries that would climb out of the folder."""
+        try:
+            doc = unpackb(data)
+            if doc.get("format") != TREE_FORMAT:
+                raise ValueError("unknown tree format")
+            entries = [TreeEntry(str(p), str(h), int(s), bool(x)) for p, h, s, x in doc["entries"]]
+        except Exception as exc:  # any decoding failure means the object is not a tree
+            raise CorruptObjectError(f"{name}: not a valid tree object ({exc}).") from None
+        for e in entries:
+            check_entry_path(e.path, name)
+        return cls(tuple(entries))
+
+
+def check_entry_path(path: str, name: str = "tree") -> None:
+    """A manifest entry must stay inside its folder: no absolute path, no `..`, no empty part."""
+    norm = posixpath.normpath(path)
+    if (
+        not path
+        or path.startswith("/")
+        or norm != path
+        or norm == ".."
+        or norm.startswith("../")
+        or "\\" in path
+        or "\x00" in path
+    ):
+        raise CorruptObjectError(
+            f"{name}: manifest entry {path!r} climbs out of its folder; refusing to use it."
+        )

@@ -1,0 +1,66 @@
+"""Walk a folder into (relative POSIX path, absolute path, stat) entries.
+
+Symlinks are followed: a link to a file counts as that file's content, a link to a folder as that
+folder's files; a link cycle, a dangling link or a special file (socket, FIFO, device) is an error
+naming the path. Empty folders add nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+from dataclasses import dataclass
+
+from repro.errors import PathError
+
+
+@dataclass(frozen=True, slots=True)
+class WalkEntry:
+    rel: str  # POSIX path relative to the walked folder
+    abs: str
+    st: os.stat_result
+
+
+def walk_files(root: str, skip: frozenset[str] = frozenset()) -> list[WalkEntry]:
+    """Every regular file below `root`, sorted by relative path. `skip` holds names to ignore
+    at any depth (for example `.repro`, `.git` when hashing a whole project)."""
+    out: list[WalkEntry] = []
+    seen: set[tuple[int, int]] = set()
+    st_root = os.stat(root)
+    seen.add((st_root.st_dev, st_root.st_ino))
+    stack: list[tuple[str, str]] = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except OSError as exc:
+            raise PathError(f"{folder}: cannot list folder ({exc.strerror}).") from None
+        with it:
+            for entry in it:
+                if entry.name in skip:
+                    continue
+                rel = prefix + entry.name
+                try:
+                    if entry.is_symlink():
+                        try:
+                            st = os.stat(entry.path)
+                        except FileNotFoundError:
+                            raise PathError(f"{entry.path}: dangling symlink.") from None
+                    else:
+                        st = entry.stat()
+                except OSError as exc:
+                    if isinstance(exc, PathError):
+                        raise
+                    raise PathError(f"{entry.path}: cannot stat ({exc.strerror}).") from None
+                if statmod.S_ISDIR(st.st_mode):
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        raise PathError(f"{entry.path}: symlink cycle.")
+                    seen.add(key)
+                    stack.append((entry.path, rel + "/"))
+                elif statmod.S_ISREG(st.st_mode):
+                    out.append(WalkEntry(rel, entry.path, st))
+                else:
+                    raise PathError(f"{entry.path}: not a regular file or folder.")
+    out.sort(key=lambda e: e.rel)
+    return out

@@ -1,0 +1,1 @@
+"""Pipelines: the spec, the graph, signatures, planning, and running stages."""

@@ -1,0 +1,116 @@
+"""A repro project: its root, its `.repro/` folder, and the local cache and stat cache in it.
+
+Everything that needs to know where things live on disk asks a `Project`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from repro.config import CONFIG_TEMPLATE, load_config
+from repro.errors import NotAProjectError, PathError
+from repro.hashing.engine import Hasher
+from repro.hashing.state import StateDB
+from repro.store.backend import LocalBackend
+from repro.store.links import DEFAULT_LINKS
+from repro.store.objects import ObjectStore
+
+DOT = ".repro"
+SPEC_FILE = "repro.yaml"
+LOCK_FILE = "repro.lock"
+DOT_GITIGNORE = "/cache/\n/tmp/\n/state.db\n/state.db-*\n/run.lock\n"
+EMPTY_SPEC = "# repro pipeline: see https://github.com/repro/repro#repro-yaml\nstages: {}\n"
+
+
+class Project:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(root)
+        self.dot = os.path.join(self.root, DOT)
+        if not os.path.isdir(self.dot):
+            raise NotAProjectError(f"{self.root}: not a repro project (run 'repro init').")
+
+    # -- discovery ----------------------------------------------------------------------------
+    @classmethod
+    def find(cls, start: str | os.PathLike[str] | None = None) -> Project:
+        here = Path(start or os.getcwd()).resolve()
+        for d in (here, *here.parents):
+            if (d / DOT).is_dir():
+                return cls(d)
+        raise NotAProjectError(
+            f"{here}: no repro project here or above (run 'repro init' to make one)."
+        )
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str] = ".") -> Project:
+        """Create `.repro/` (cache, config, ignore rules) and an empty `repro.yaml`."""
+        root = os.path.abspath(root)
+        dot = os.path.join(root, DOT)
+        os.makedirs(os.path.join(dot, "cache"), exist_ok=True)
+        os.makedirs(os.path.join(dot, "tmp"), exist_ok=True)
+        cfg = os.path.join(dot, "config.toml")
+        if not os.path.exists(cfg):
+            with open(cfg, "w") as f:
+                f.write(CONFIG_TEMPLATE)
+        with open(os.path.join(dot, ".gitignore"), "w") as f:
+            f.write(DOT_GITIGNORE)
+        spec = os.path.join(root, SPEC_FILE)
+        if not os.path.exists(spec):
+            with open(spec, "w") as f:
+                f.write(EMPTY_SPEC)
+        project = cls(root)
+        project.state  # noqa: B018 - creates state.db
+        return project
+
+    # -- places -------------------------------------------------------------------------------
+    @property
+    def spec_path(self) -> str:
+        return os.path.join(self.root, SPEC_FILE)
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.root, LOCK_FILE)
+
+    @property
+    def tmp_dir(self) -> str:
+        return os.path.join(self.dot, "tmp")
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        return load_config(os.path.join(self.dot, "config.toml"))
+
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.dot, "config.toml")
+
+    @cached_property
+    def state(self) -> StateDB:
+        return StateDB(os.path.join(self.dot, "state.db"))
+
+    @cached_property
+    def hasher(self) -> Hasher:
+        return Hasher(self.state)
+
+    @cached_property
+    def cache(self) -> ObjectStore:
+        links = tuple(self.config.get("cache", {}).get("link", DEFAULT_LINKS))
+        backend = LocalBackend(os.path.join(self.dot, "cache"), tmp=self.tmp_dir)
+        return ObjectStore(backend, self.state, links, name="local cache")
+
+    # -- paths --------------------------------------------------------------------------------
+    def rel(self, path: str | os.PathLike[str], what: str = "path") -> str:
+        """The POSIX path of `path` relative to the root; refuses paths outside the project or
+        inside `.repro/`."""
+        p = os.path.abspath(os.path.join(os.getcwd(), path))
+        rel = os.path.relpath(p, self.root)
+        if rel == "." or rel.startswith(".."):
+            raise PathError(f"{os.fspath(path)}: {what} is outside the project ({self.root}).")
+        rel = rel.replace(os.sep, "/")
+        if rel == DOT or rel.startswith(DOT + "/"):
+            raise PathError(f"{os.fspath(path)}: {what} lies inside repro's own folder .repro/.")
+        return rel
+
+    def abs(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/"))

@@ -1,0 +1,201 @@
+"""Where bytes live: one small interface, two backends.
+
+`LocalBackend` works on a local folder with plain `os` calls (no fsspec import on the hot path,
+and it can link files instead of copying them). `FsspecBackend` works on any fsspec URL (`s3://`,
+`gs://`, `memory://`, `file://` …). Nothing above this module knows which one it has. Keys are
+POSIX paths relative to the store's root (`objects/ab/cdef…`, `runs/<sig>` …). Every write is
+atomic: a temporary name and a rename, or a single put.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+
+class Backend(ABC):
+    url: str
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under the folder `prefix` (recursively), relative to the root."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def put_file(self, local_path: str, key: str) -> None:
+        """Upload a local file under `key`, atomically."""
+
+    @abstractmethod
+    def get_file(self, key: str, local_path: str) -> None:
+        """Download `key` to `local_path` (the caller verifies and renames)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int: ...
+
+    def is_local(self) -> bool:
+        return False
+
+
+class LocalBackend(Backend):
+    """A folder on this machine."""
+
+    def __init__(self, root: str, tmp: str | None = None) -> None:
+        self.root = os.path.abspath(root)
+        self.url = self.root
+        self.tmp = tmp or os.path.join(self.root, "tmp")
+        self._made: set[str] = set()
+
+    def is_local(self) -> bool:
+        return True
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, key)
+
+    def tmp_path(self) -> str:
+        if self.tmp not in self._made:
+            os.makedirs(self.tmp, exist_ok=True)
+            self._made.add(self.tmp)
+        return os.path.join(self.tmp, uuid.uuid4().hex)
+
+    def ensure_parent(self, key: str) -> str:
+        dst = self.path(key)
+        parent = os.path.dirname(dst)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+        return dst
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self.path(key))
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.path(prefix)
+        for dirpath, _dirs, files in os.walk(base):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            for f in files:
+                yield f"{rel}/{f}"
+
+    def read_bytes(self, key: str) -> bytes:
+        with open(self.path(key), "rb") as f:
+            return f.read()
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        dst = self.ensure_parent(key)
+        tmp = self.tmp_path()
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dst)
+
+    def put_file(self, local_path: str, key: str) -> None:
+        dst = self.ensure_parent(key)
+        tmp = self.tmp_path()
+        try:
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def get_file(self, key: str, local_path: str) -> None:
+        shutil.copyfile(self.path(key), local_path)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(key))
+
+    def size(self, key: str) -> int:
+        return os.stat(self.path(key)).st_size
+
+
+class FsspecBackend(Backend):
+    """Any fsspec filesystem. Imported lazily: fsspec (and s3fs) cost start-up time."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        import fsspec
+
+        self.url = url
+        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        self.root = root.rstrip("/")
+
+    def _p(self, key: str) -> str:
+        return f"{self.root}/{key}" if self.root else key
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._p(key)))
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self._p(prefix)
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return
+        strip = len(self.root) + 1 if self.root else 0
+        for p in found:
+            yield p[strip:] if p.startswith(self.root) else p
+
+    def read_bytes(self, key: str) -> bytes:
+        return bytes(self.fs.cat_file(self._p(key)))
+
+    def open(self, key: str) -> BinaryIO:
+        return self.fs.open(self._p(key), "rb")
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        # Object stores put whole objects atomically; on file-like stores write then move.
+        if self.fs.protocol in ("file", "local") or "file" in self.fs.protocol:
+            tmp = self._p(f"tmp/{uuid.uuid4().hex}")
+            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
+            self.fs.pipe_file(tmp, data)
+            self.fs.makedirs(os.path.dirname(self._p(key)), exist_ok=True)
+            self.fs.mv(tmp, self._p(key))
+        else:
+            self.fs.pipe_file(self._p(key), data)
+
+    def put_file(self, local_path: str, key: str) -> None:
+        if "file" in self.fs.protocol:
+            tmp = self._p(f"tmp/{uuid.uuid4().hex}")
+            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
+            self.fs.put_file(local_path, tmp)
+            self.fs.makedirs(os.path.dirname(self._p(key)), exist_ok=True)
+            self.fs.mv(tmp, self._p(key))
+        else:
+            self.fs.put_file(local_path, self._p(key))
+
+    def get_file(self, key: str, local_path: str) -> None:
+        self.fs.get_file(self._p(key), local_path)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._p(key))
+
+    def size(self, key: str) -> int:
+        return int(self.fs.size(self._p(key)))
+
+
+def open_backend(url: str, storage_options: dict[str, Any] | None = None) -> Backend:
+    """A backend for `url`: plain paths get the fast local backend, URLs go through fsspec."""
+    if "://" not in url:
+        return LocalBackend(url)
+    return FsspecBackend(url, storage_options)

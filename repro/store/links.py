@@ -1,0 +1,79 @@
+"""Put a cached object into the workspace with the fastest safe method the filesystem offers.
+
+Order (configurable as `cache.link` in `.repro/config.toml`): reflink (a copy-on-write clone:
+instant and fully independent), hardlink (to an object made read-only, so tools that write in
+place fail rather than corrupt the cache; editors that save by rename just break the link), copy.
+A method the filesystem refuses once is not tried again in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import uuid
+
+FICLONE = 0x40049409
+DEFAULT_LINKS = ("reflink", "hardlink", "copy")
+_refused: set[tuple[str, int]] = set()
+
+
+def _reflink(src: str, tmp: str) -> None:
+    with open(src, "rb") as s, open(tmp, "wb") as d:
+        fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+
+
+def _tmp_beside(dst: str) -> str:
+    return os.path.join(
+        os.path.dirname(dst) or ".", f".{os.path.basename(dst)}.repro-{uuid.uuid4().hex[:12]}"
+    )
+
+
+def read_only_mode(executable: bool) -> int:
+    return 0o555 if executable else 0o444
+
+
+def place(src: str, dst: str, executable: bool, methods: tuple[str, ...] = DEFAULT_LINKS) -> str:
+    """Make `dst` hold the content of the cache object `src`; return the method used.
+
+    `dst` is replaced atomically (a temporary name beside it, then rename); its parent folder
+    must exist.
+    """
+    dev = os.stat(os.path.dirname(dst) or ".").st_dev
+    for method in methods:
+        if (method, dev) in _refused:
+            continue
+        tmp = _tmp_beside(dst)
+        try:
+            if method == "reflink":
+                _reflink(src, tmp)
+                os.chmod(tmp, 0o755 if executable else 0o644)
+            elif method == "hardlink":
+                if bool(os.stat(src).st_mode & 0o111) != executable:
+                    continue  # the object's mode is shared with every link: copy instead
+                os.link(src, tmp)
+            elif method in ("copy", "symlink"):
+                shutil.copyfile(src, tmp)
+                os.chmod(tmp, 0o755 if executable else 0o644)
+            else:
+                raise ValueError(f"unknown link method {method!r}")
+            os.replace(tmp, dst)
+            return method
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if method != "copy" and exc.errno in (
+                errno.EOPNOTSUPP,
+                errno.ENOTTY,
+                errno.EXDEV,
+                errno.EINVAL,
+                errno.EPERM,
+                errno.EMLINK,
+                errno.ENOSYS,
+            ):
+                _refused.add((method, dev))
+                continue
+            raise
+    raise OSError(f"no link method in {methods} could place {dst}")

@@ -1,0 +1,177 @@
+"""The content-addressed object store: bytes stored under their hash.
+
+Layout (DESIGN.md): `objects/<2 hex>/<30 hex>`, trees included. Reads are verified: an object
+whose content does not match its name is reported as corrupt and never returned. On the local
+cache, verification goes through the stat cache, so an object is re-read only when its stat
+changed (for example when a hardlinked workspace copy was edited in place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from repro.canonical import hash_bytes
+from repro.errors import CorruptObjectError, MissingObjectError
+from repro.hashing.filehash import hash_file
+from repro.hashing.state import StateDB, StatKey, now_ns
+from repro.hashing.tree import Tree
+from repro.store.backend import Backend, LocalBackend
+from repro.store.links import DEFAULT_LINKS, place, read_only_mode
+
+
+def object_key(h: str) -> str:
+    return f"objects/{h[:2]}/{h[2:]}"
+
+
+def is_hash(s: str) -> bool:
+    return len(s) == 32 and all(c in "0123456789abcdef" for c in s)
+
+
+class ObjectStore:
+    """Objects on one backend. `state` (local stores only) makes verification cheap."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        state: StateDB | None = None,
+        links: tuple[str, ...] = DEFAULT_LINKS,
+        name: str = "cache",
+    ) -> None:
+        self.backend = backend
+        self.state = state
+        self.links = links
+        self.name = name
+
+    @property
+    def local(self) -> LocalBackend | None:
+        return self.backend if isinstance(self.backend, LocalBackend) else None
+
+    # -- presence ---------------------------------------------------------------------------
+    def has(self, h: str) -> bool:
+        return self.backend.exists(object_key(h))
+
+    def all_hashes(self) -> set[str]:
+        """Every object hash present (one listing, not one request per object)."""
+        out = set()
+        for key in self.backend.list("objects"):
+            parts = key.split("/")
+            if len(parts) == 3 and is_hash(parts[1] + parts[2]):
+                out.add(parts[1] + parts[2])
+        return out
+
+    # -- writing ----------------------------------------------------------------------------
+    def put_bytes(self, data: bytes) -> str:
+        h = hash_bytes(data)
+        if not self.has(h):
+            self.backend.write_bytes(object_key(h), data)
+        return h
+
+    def put_tree(self, tree: Tree) -> str:
+        return self.put_bytes(tree.encode())
+
+    def put_file(self, path: str, h: str, executable: bool = False, link: bool = False) -> bool:
+        """Store the file at `path` (whose hash the caller computed) under `h`.
+
+        With `link`, a local store takes the file by hardlink instead of copying it, and makes
+        it read-only (the workspace file shares the inode, as with DVC's hardlink cache).
+        Returns whether the object was new.
+        """
+        key = object_key(h)
+        local = self.local
+        if local is None:
+            if self.backend.exists(key):
+                return False
+            self.backend.put_file(path, key)
+            return True
+        dst = local.path(key)
+        if os.path.exists(dst):
+            return False
+        local.ensure_parent(key)
+        tmp = local.tmp_path()
+        try:
+            linked = False
+            if link and "hardlink" in self.links:
+                try:
+                    os.link(path, tmp)
+                    linked = True
+                except OSError:
+                    linked = False
+            if not linked:
+                import shutil
+
+                shutil.copyfile(path, tmp)
+            os.chmod(tmp, read_only_mode(executable))
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if self.state is not None:
+            # We hashed the source before storing it; record the object as verified.
+            with contextlib.suppress(OSError):
+                self.state.put_many([(dst, StatKey.of(os.stat(dst)), h, now_ns())])
+        return True
+
+    # -- reading ----------------------------------------------------------------------------
+    def _corrupt(self, h: str) -> CorruptObjectError:
+        return CorruptObjectError(
+            f"{self.name}: object {h} is corrupted (its content does not match its hash); "
+            "run 'repro fsck' to list every damaged object."
+        )
+
+    def _missing(self, h: str) -> MissingObjectError:
+        return MissingObjectError(f"{self.name}: object {h} is missing.")
+
+    def verified_path(self, h: str) -> str:
+        """Local stores: the path of object `h` after checking its content (via the stat cache)."""
+        local = self.local
+        assert local is not None
+        p = local.path(object_key(h))
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise self._missing(h) from None
+        key = StatKey.of(st)
+        if self.state is not None and self.state.get(p, key) == h:
+            return p
+        checked = now_ns()
+        actual = hash_file(p)
+        if actual != h:
+            raise self._corrupt(h)
+        if self.state is not None:
+            self.state.put_many([(p, key, h, checked)])
+        return p
+
+    def get_bytes(self, h: str) -> bytes:
+        try:
+            data = self.backend.read_bytes(object_key(h))
+        except FileNotFoundError:
+            raise self._missing(h) from None
+        if hash_bytes(data) != h:
+            raise self._corrupt(h)
+        return data
+
+    def get_tree(self, h: str) -> Tree:
+        return Tree.decode(self.get_bytes(h), name=f"tree {h}")
+
+    def checkout_file(self, h: str, dst: str, executable: bool = False) -> str:
+        """Place object `h` at `dst` (local store), by the configured link methods."""
+        return place(self.verified_path(h), dst, executable, self.links)
+
+    def verify(self, h: str) -> bool:
+        """Re-read object `h` fully; True when its content matches its name."""
+        key = object_key(h)
+        local = self.local
+        if local is not None:
+            try:
+                return hash_file(local.path(key)) == h
+            except Exception:
+                return False
+        try:
+            return hash_bytes(self.backend.read_bytes(key)) == h
+        except Exception:
+            return False
+
+    def delete(self, h: str) -> None:
+        self.backend.delete(object_key(h))

@@ -1,0 +1,192 @@
+"""Move content between the workspace and the cache: check paths in, put them back out.
+
+`check_in` stores a hashed file or folder (its files and its tree) in a cache; `check_out`
+makes a workspace path hold a stored file or tree, touching only what differs, and first checks
+in anything it would overwrite or remove that the cache does not hold yet ("nothing is lost").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from repro.errors import PathError
+from repro.hashing.engine import HashResult
+from repro.hashing.state import StatKey, now_ns, restat
+from repro.hashing.tree import Tree, TreeEntry
+from repro.project import Project
+from repro.store.objects import ObjectStore
+
+
+@dataclass(frozen=True)
+class PathHash:
+    """What a lock file records for a path: its hash, bytes, and whether it is a folder."""
+
+    hash: str
+    size: int
+    isdir: bool = False
+    nfiles: int = 1
+
+    def to_dict(self) -> dict:
+        d: dict = {"hash": self.hash, "size": self.size}
+        if self.isdir:
+            d["isdir"] = True
+            d["nfiles"] = self.nfiles
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PathHash:
+        return cls(
+            d["hash"], int(d.get("size", 0)), bool(d.get("isdir", False)), int(d.get("nfiles", 1))
+        )
+
+    @classmethod
+    def of(cls, r: HashResult) -> PathHash:
+        return cls(r.hash, r.size, r.is_dir, r.nfiles)
+
+
+@dataclass
+class CheckoutReport:
+    placed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    saved: list[tuple[str, str]] = field(default_factory=list)  # (path, hash) checked in first
+
+
+def check_in(
+    project: Project, result: HashResult, cache: ObjectStore | None = None, link: bool = True
+) -> int:
+    """Store every file of `result` (and its tree) in the cache; return how many were new.
+
+    With `link`, files enter the local cache by hardlink (no second copy of the bytes) and the
+    stat cache entries of the workspace files are moved to their new ctime.
+    """
+    cache = cache or project.cache
+    new = 0
+    moved: list[tuple[str, StatKey, StatKey]] = []
+    for f in result.files:
+        if cache.put_file(f.abs, f.hash, f.executable, link=link):
+            new += 1
+            if link:
+                with contextlib.suppress(OSError):
+                    moved.append((f.abs, f.key, StatKey.of(os.stat(f.abs))))
+    if result.tree is not None:
+        cache.put_tree(result.tree)
+    restat(project.state, moved)
+    return new
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def save_before_overwrite(
+    project: Project, rel: str, report: CheckoutReport, cache: ObjectStore | None = None
+) -> None:
+    """Check in whatever is at `rel` now unless the cache already has it."""
+    cache = cache or project.cache
+    path = project.abs(rel)
+    if not os.path.lexists(path):
+        return
+    result = project.hasher.hash_path(path)
+    if result.is_dir:
+        missing = any(not cache.has(f.hash) for f in result.files)
+        if missing or not cache.has(result.hash):
+            check_in(project, result, cache, link=False)
+            report.saved.append((rel, result.hash))
+    elif not cache.has(result.hash):
+        check_in(project, result, cache, link=False)
+        report.saved.append((rel, result.hash))
+
+
+def check_out(
+    project: Project,
+    rel: str,
+    want: PathHash,
+    force: bool = False,
+    cache: ObjectStore | None = None,
+    report: CheckoutReport | None = None,
+) -> CheckoutReport:
+    """Make workspace path `rel` hold `want`. Unless `force`, content about to be overwritten
+    or removed that the cache lacks is checked in first (listed in `report.saved`)."""
+    cache = cache or project.cache
+    report = report or CheckoutReport()
+    path = project.abs(rel)
+    current: HashResult | None = None
+    if os.path.lexists(path):
+        try:
+            current = project.hasher.hash_path(path)
+        except PathError:
+            current = None
+        if current is not None and current.hash == want.hash and current.is_dir == want.isdir:
+            report.unchanged += current.nfiles
+            return report
+        if not force:
+            save_before_overwrite(project, rel, report, cache)
+    if not want.isdir:
+        if current is not None and current.is_dir:
+            _remove(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _place(project, cache, [(path, TreeEntry(rel, want.hash, want.size, False))], report)
+        return report
+    tree = cache.get_tree(want.hash)
+    if current is not None and not current.is_dir:
+        _remove(path)
+        current = None
+    have = {f.rel: f for f in current.files} if current is not None else {}
+    wanted = tree.as_dict()
+    for relf, f in have.items():
+        if relf not in wanted:
+            os.unlink(f.abs)
+            report.removed += 1
+    todo = []
+    for e in tree.entries:
+        cur = have.get(e.path)
+        if cur is not None and cur.hash == e.hash and cur.executable == e.executable:
+            report.unchanged += 1
+            continue
+        todo.append((os.path.join(path, *e.path.split("/")), e))
+    _place(project, cache, todo, report)
+    if current is not None:
+        _prune_empty_dirs(path)
+    os.makedirs(path, exist_ok=True)
+    return report
+
+
+def _prune_empty_dirs(root: str) -> None:
+    for dirpath, _dirs, _files in os.walk(root, topdown=False):
+        if dirpath != root:
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
+
+
+def _place(
+    project: Project, cache: ObjectStore, todo: list[tuple[str, TreeEntry]], report: CheckoutReport
+) -> None:
+    """Put each object at its path and record the result in the stat cache."""
+    made: set[str] = set()
+    records = []
+    checked = now_ns()
+    for dst, e in todo:
+        parent = os.path.dirname(dst)
+        if parent not in made:
+            if os.path.lexists(parent) and not os.path.isdir(parent):
+                os.unlink(parent)
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            shutil.rmtree(dst)
+        cache.checkout_file(e.hash, dst, e.executable)
+        records.append((dst, StatKey.of(os.stat(dst)), e.hash, checked))
+        report.placed += 1
+    project.state.put_many(records)
+
+
+def tree_of(cache: ObjectStore, h: PathHash) -> Tree | None:
+    return cache.get_tree(h.hash) if h.isdir else None

@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh project in a real git repository, and the real CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from repro.project import Project
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+def run_cli(
+    args: list[str], cwd: str | os.PathLike[str], env: dict | None = None, check: bool | None = None
+) -> Result:
+    """Run `repro ARGS` in a real process (exit codes, stdout and stderr as a user sees them)."""
+    full_env = {**os.environ, "CI": "1", **(env or {})}
+    p = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    r = Result(p.returncode, p.stdout, p.stderr)
+    if check is True:
+        assert r.code == 0, f"repro {' '.join(args)} failed ({r.code}):\n{r.out}\n{r.err}"
+    return r
+
+
+def git(cwd: str | os.PathLike[str], *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "proj"
+    root.mkdir()
+    git(root, "init", "-q")
+    return Project.init(root)
+
+
+@pytest.fixture
+def cli(project: Project):
+    def call(*args: str, env: dict | None = None, ok: bool | None = None) -> Result:
+        return run_cli(list(args), project.root, env=env, check=ok)
+
+    return call
+
+
+def write(root: str | os.PathLike[str], rel: str, content: str | bytes) -> Path:
+    p = Path(root) / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode()
+    if p.exists():
+        os.chmod(p, 0o644)
+        p.unlink()
+    p.write_bytes(content)
+    return p
+
+
+def snapshot_tree(root: str | os.PathLike[str], skip=(".repro", ".git")) -> dict[str, bytes]:
+    """Every file under `root` (outside `skip`) with its bytes: an independent view of a tree."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = Path(p).read_bytes()
+    return out
