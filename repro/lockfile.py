@@ -21,9 +21,15 @@ LOCK_SCHEMA = 1
 class Lock:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)  # image reference -> locked digest
 
     def to_json(self) -> str:
-        doc = {"schema": LOCK_SCHEMA, "stages": self.stages, "data": self.data}
+        doc = {
+            "schema": LOCK_SCHEMA,
+            "stages": self.stages,
+            "data": self.data,
+            "images": self.images,
+        }
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
@@ -46,7 +52,9 @@ def load_lock(path: str) -> Lock:
             raise SpecError(f"{os.path.basename(path)}: cannot be parsed ({exc}).") from None
     if not isinstance(doc, dict) or doc.get("schema", LOCK_SCHEMA) != LOCK_SCHEMA:
         raise SpecError(f"{os.path.basename(path)}: unknown lock schema; is repro too old?")
-    return Lock(dict(doc.get("stages") or {}), dict(doc.get("data") or {}))
+    return Lock(
+        dict(doc.get("stages") or {}), dict(doc.get("data") or {}), dict(doc.get("images") or {})
+    )
 
 
 def save_lock(path: str, lock: Lock) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,7 +36,10 @@ class StateDB:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self._conn = sqlite3.connect(path or ":memory:", timeout=30, isolation_level=None)
+        self._conn = sqlite3.connect(
+            path or ":memory:", timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.RLock()  # one connection shared by the run's worker threads
         self._conn.execute("PRAGMA busy_timeout=30000")
         if path:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -60,20 +64,22 @@ class StateDB:
         return digest
 
     def get(self, path: str, key: StatKey) -> str | None:
-        row = self._conn.execute(
-            "SELECT ino, size, mtime, ctime, hash, checked FROM state WHERE path=?", (path,)
-        ).fetchone()
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT ino, size, mtime, ctime, hash, checked FROM state WHERE path=?", (path,)
+            ).fetchone()
         return self._trust(row, key) if row else None
 
     def get_under(self, folder: str) -> dict[str, tuple]:
         """All rows for paths inside `folder` (one range query instead of one per file)."""
         lo = folder.rstrip("/") + "/"
         hi = lo[:-1] + "0"  # '0' sorts right after '/'
-        rows = self._conn.execute(
-            "SELECT path, ino, size, mtime, ctime, hash, checked FROM state"
-            " WHERE path >= ? AND path < ?",
-            (lo, hi),
-        )
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT path, ino, size, mtime, ctime, hash, checked FROM state"
+                " WHERE path >= ? AND path < ?",
+                (lo, hi),
+            ).fetchall()
         return {r[0]: r[1:] for r in rows}
 
     def lookup(self, rows: dict[str, tuple], path: str, key: StatKey) -> str | None:
@@ -87,16 +93,16 @@ class StateDB:
         ]
         if not data:
             return
-        with self._conn:
+        self.execute_many("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?, ?, ?)", data)
+
+    def execute_many(self, sql: str, data: list[tuple]) -> None:
+        """Run `sql` over `data` in one transaction (one fsync for a whole batch)."""
+        with self._lock, self._conn:
             self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?, ?, ?)", data
-            )
+            self._conn.executemany(sql, data)
 
     def forget(self, paths: Iterable[str]) -> None:
-        with self._conn:
-            self._conn.execute("BEGIN")
-            self._conn.executemany("DELETE FROM state WHERE path=?", [(p,) for p in paths])
+        self.execute_many("DELETE FROM state WHERE path=?", [(p,) for p in paths])
 
 
 def now_ns() -> int:
@@ -110,11 +116,8 @@ def restat(state: StateDB, items: Iterable[tuple[str, StatKey, StatKey]]) -> Non
         (new.ino, new.ctime_ns, path, old.ino, old.size, old.mtime_ns, old.ctime_ns)
         for path, old, new in items
     ]
-    if not data:
-        return
-    with state._conn:
-        state._conn.execute("BEGIN")
-        state._conn.executemany(
+    if data:
+        state.execute_many(
             "UPDATE state SET ino=?, ctime=? WHERE path=? AND ino=? AND size=? AND mtime=?"
             " AND ctime=?",
             data,

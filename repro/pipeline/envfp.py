@@ -1,0 +1,83 @@
+"""Environment fingerprints: the software a stage runs on, as part of its signature.
+
+A stage declares what counts (`environment:` in repro.yaml): the Python version, the platform,
+the versions of named distributions or of all installed ones, and lock files (whose hashes count
+like dependencies). A library upgrade then makes the stage stale, kind `env`.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from functools import lru_cache
+from typing import Any
+
+from repro.pipeline.spec import EnvironmentSpec
+
+
+@lru_cache(maxsize=1)
+def installed_distributions() -> dict[str, str]:
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            out[_norm(name)] = dist.version
+    return dict(sorted(out.items()))
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def python_version() -> str:
+    return platform.python_version()
+
+
+def platform_tag() -> str:
+    return f"{sys.platform}-{platform.machine()}"
+
+
+def fingerprint(spec: EnvironmentSpec, lockfile_hashes: dict[str, str]) -> dict[str, Any]:
+    """What the stage's signature records of its environment."""
+    fp: dict[str, Any] = {}
+    if spec.python:
+        fp["python"] = python_version()
+    if spec.platform:
+        fp["platform"] = platform_tag()
+    if spec.all_packages:
+        fp["packages"] = installed_distributions()
+    elif spec.packages:
+        dists = installed_distributions()
+        fp["packages"] = {p: dists.get(_norm(p)) for p in spec.packages}
+    if spec.lockfiles:
+        fp["lockfiles"] = dict(sorted(lockfile_hashes.items()))
+    return fp
+
+
+def current_environment() -> dict[str, Any]:
+    """`repro env`: the fingerprint of this interpreter, everything included."""
+    return {
+        "python": python_version(),
+        "platform": platform_tag(),
+        "executable": sys.executable,
+        "packages": installed_distributions(),
+    }
+
+
+def env_changes(
+    old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> list[tuple[str, Any, Any]]:
+    """(target, old, new) for each difference: `python`, `platform`, a package name, a lock file."""
+    old, new = old or {}, new or {}
+    out = []
+    for key in ("python", "platform"):
+        if old.get(key) != new.get(key):
+            out.append((key, old.get(key), new.get(key)))
+    for key in ("packages", "lockfiles"):
+        a, b = old.get(key) or {}, new.get(key) or {}
+        for name in sorted(set(a) | set(b)):
+            if a.get(name) != b.get(name):
+                out.append((name, a.get(name), b.get(name)))
+    return out

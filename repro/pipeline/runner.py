@@ -1,0 +1,453 @@
+"""`repro run`: bring the pipeline (or the named stages and what they need) up to date.
+
+For each stage in order: sign its current inputs; if they match `repro.lock` and the outputs are
+intact, it is up to date; else, if the run cache holds the signature, put the outputs back from
+the cache without running (`restored`); else run the command, check its declared outputs, store
+them, and write the run-cache entry. A failing stage records nothing and stops its downstream
+stages. `repro.lock` is written once, atomically, at the end: an interrupted run leaves it as it
+was. Independent stages run in parallel with `jobs > 1`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from repro.errors import PathError, ReproError, SpecError, StageFailedError
+from repro.execution.base import ExecRequest, Executor
+from repro.gitignore import ensure_ignored
+from repro.lockfile import Lock, load_lock, save_lock
+from repro.pipeline import runcache
+from repro.pipeline.graph import Graph, build_graph
+from repro.pipeline.signature import StageInputs, compute_inputs
+from repro.pipeline.spec import Spec, Stage, load_spec
+from repro.pipeline.status import (
+    Reason,
+    image_digest,
+    input_reasons,
+    lock_entry,
+    output_reasons,
+    select,
+)
+from repro.project import Project
+from repro.seeds import stage_env
+from repro.workspace import CheckoutReport, PathHash, check_in, check_out, save_before_overwrite
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    status: str  # ran | restored | up-to-date | failed | skipped
+    signature: str | None = None
+    seconds: float = 0.0
+    exit_code: int | None = None
+    reasons: list[Reason] = field(default_factory=list)
+    message: str | None = None
+    stdout: str | None = None  # object hash of the kept stdout
+    stderr: str | None = None
+    outs: dict[str, PathHash] = field(default_factory=dict)
+    inputs: StageInputs | None = None
+    verified: bool | None = None
+    mismatches: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "status": self.status, "signature": self.signature}
+        if self.verified is not None:
+            d["verified"] = self.verified
+            d["mismatches"] = self.mismatches
+        if self.message:
+            d["message"] = self.message
+        return d
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    stages: list[StageOutcome]
+    started: float
+    ended: float
+    dry_run: bool = False
+    snapshot: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status not in ("failed", "skipped") for s in self.stages) and all(
+            s.verified is not False for s in self.stages
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "snapshot": self.snapshot,
+            "run_id": self.run_id,
+            "stages": [s.to_dict() for s in self.stages],
+        }
+        if self.dry_run:
+            d["dry_run"] = True
+        return d
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by time: UTC timestamp to the millisecond, then randomness."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}{int(now * 1000) % 1000:03d}Z-{os.urandom(3).hex()}"
+
+
+def _unprotect(path: str) -> None:
+    """Give a persisted output its own writable inodes (it may share them with the cache)."""
+    paths = (
+        [path]
+        if os.path.isfile(path)
+        else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+    )
+    for p in paths:
+        st = os.stat(p)
+        if st.st_nlink > 1 or not st.st_mode & 0o200:
+            tmp = p + ".repro-unprotect"
+            shutil.copyfile(p, tmp)
+            os.chmod(tmp, (st.st_mode & 0o777) | 0o200)
+            os.replace(tmp, p)
+
+
+class Runner:
+    """One run over one project. Use `run()`; the class keeps the shared state of a run."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        jobs: int = 1,
+        echo: IO[str] | None = None,
+        executor: Executor | None = None,
+        verify: bool = False,
+    ) -> None:
+        self.project = project
+        self.force = force
+        self.dry_run = dry_run
+        self.jobs = max(1, jobs)
+        self.echo = echo
+        self.verify = verify
+        self.run_id = new_run_id()
+        self.cancel = threading.Event()
+        self.spec: Spec = load_spec(project)
+        self.graph: Graph = build_graph(self.spec, project.root, check_missing=not verify)
+        self.lock: Lock = load_lock(project.lock_path)
+        self.outcomes: dict[str, StageOutcome] = {}
+        self._executor = executor
+        self._log_dir = os.path.join(project.tmp_dir, "logs", self.run_id)
+        self._lock = threading.Lock()
+
+    # -- executors --------------------------------------------------------------------------
+    def executor_for(self, stage: Stage) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        if stage.image:
+            from repro.execution.container import ContainerExecutor
+
+            return ContainerExecutor(self.lock)
+        from repro.execution.local import LocalExecutor
+
+        return LocalExecutor()
+
+    # -- one stage --------------------------------------------------------------------------
+    def process(self, name: str) -> StageOutcome:
+        stage = self.spec.stages[name]
+        t0 = time.perf_counter()
+        ups = [u for u in self.graph.upstream[name] if u in self.outcomes]
+        bad = [u for u in ups if self.outcomes[u].status in ("failed", "skipped")]
+        if bad:
+            return StageOutcome(
+                name, "skipped", message=f"upstream stage '{bad[0]}' did not complete"
+            )
+        if self.dry_run and any(self.outcomes[u].status in ("ran", "restored") for u in ups):
+            return StageOutcome(
+                name,
+                "ran",
+                reasons=[Reason("upstream", u) for u in ups if self.outcomes[u].status in ("ran",)],
+            )
+        entry = self.lock.stages.get(name)
+        if stage.frozen and not self.force:
+            return StageOutcome(name, "up-to-date", entry.get("signature") if entry else None)
+        try:
+            inputs = compute_inputs(self.project, stage, image_digest(self.lock, stage))
+        except (PathError, SpecError) as exc:
+            return StageOutcome(name, "failed", message=exc.message)
+        reasons = input_reasons(stage, inputs, entry)
+        if stage.always_changed:
+            reasons.append(Reason("cmd", "always_changed"))
+        if not reasons and entry:
+            reasons = output_reasons(self.project, entry)
+        out = StageOutcome(name, "up-to-date", inputs.signature, reasons=reasons, inputs=inputs)
+        if self.verify:
+            return self._verify(stage, inputs, out, t0)
+        if not reasons and not self.force:
+            if entry:
+                out.outs = {p: PathHash.from_dict(d) for p, d in (entry.get("outs") or {}).items()}
+            return out
+        if not self.force and not stage.always_changed:
+            hit = runcache.get_entry(self.project.cache.backend, inputs.signature)
+            if hit is not None and self._restorable(stage, hit):
+                out.status = "restored"
+                if not self.dry_run:
+                    self._restore(stage, hit)
+                    out.outs = hit.outs
+                out.seconds = time.perf_counter() - t0
+                return out
+        out.status = "ran"
+        if self.dry_run:
+            return out
+        self._execute(stage, inputs, out)
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    def _restorable(self, stage: Stage, hit: runcache.RunCacheEntry) -> bool:
+        if sorted(hit.outs) != sorted(stage.out_paths):
+            return False
+        cache = self.project.cache
+        for o in stage.outs:
+            h = hit.outs[o.path]
+            if o.cache:
+                if not cache.has(h.hash):
+                    return False
+                if h.isdir:
+                    try:
+                        tree = cache.get_tree(h.hash)
+                    except ReproError:
+                        return False
+                    if not all(cache.has(e.hash) for e in tree.entries):
+                        return False
+            else:
+                p = self.project.abs(o.path)
+                if not os.path.lexists(p) or self.project.hasher.hash_path(p).hash != h.hash:
+                    return False
+        return True
+
+    def _restore(self, stage: Stage, hit: runcache.RunCacheEntry) -> None:
+        report = CheckoutReport()
+        for o in stage.outs:
+            if o.cache:
+                check_out(self.project, o.path, hit.outs[o.path], report=report)
+        self._ignore(stage)
+
+    def _ignore(self, stage: Stage) -> None:
+        with self._lock:
+            ensure_ignored(self.project.root, [o.path for o in stage.outs if o.cache])
+
+    def _prepare_outputs(self, stage: Stage) -> None:
+        report = CheckoutReport()
+        for o in stage.outs:
+            p = self.project.abs(o.path)
+            if os.path.lexists(p):
+                save_before_overwrite(self.project, o.path, report)
+                if o.persist:
+                    _unprotect(p)
+                elif os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p)
+                else:
+                    os.unlink(p)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+
+    def _exec(self, stage: Stage, out: StageOutcome) -> bool:
+        """Run the command; True when it succeeded and produced every declared output."""
+        os.makedirs(self._log_dir, exist_ok=True)
+        cwd = self.project.abs(stage.wdir) if stage.wdir != "." else self.project.root
+        if not os.path.isdir(cwd):
+            out.status, out.message = "failed", f"working dir '{stage.wdir}' does not exist"
+            return False
+        env = {**os.environ, **stage_env(stage.seed), "REPRO_STAGE": stage.name}
+        safe = stage.name.replace("/", "_")
+        req = ExecRequest(
+            stage=stage,
+            root=self.project.root,
+            cwd=cwd,
+            env=env,
+            stdout_path=os.path.join(self._log_dir, f"{safe}.out"),
+            stderr_path=os.path.join(self._log_dir, f"{safe}.err"),
+            echo=self.echo,
+            prefix=f"[{stage.name}] " if self.jobs > 1 else "",
+        )
+        if self.echo is not None:
+            from repro.execution.base import echo_line
+
+            echo_line(self.echo, "", f"Running stage '{stage.name}':\n> {stage.cmd}")
+        result = self.executor_for(stage).run(req, self.cancel)
+        out.exit_code = result.exit_code
+        out.seconds = result.seconds
+        out.stdout = self._keep_log(req.stdout_path)
+        out.stderr = self._keep_log(req.stderr_path)
+        if result.error:
+            out.status, out.message = "failed", f"stage '{stage.name}': {result.error}"
+            return False
+        if result.exit_code != 0:
+            out.status = "failed"
+            out.message = (
+                f"stage '{stage.name}' failed: its command exited with code {result.exit_code}"
+            )
+            return False
+        missing = [o.path for o in stage.outs if not os.path.lexists(self.project.abs(o.path))]
+        if missing:
+            out.status = "failed"
+            out.message = f"stage '{stage.name}' did not produce its declared output '{missing[0]}'"
+            return False
+        return True
+
+    def _keep_log(self, path: str) -> str | None:
+        if not os.path.exists(path):
+            return None
+        from repro.hashing.filehash import hash_file
+
+        h = hash_file(path)
+        self.project.cache.put_file(path, h)
+        return h
+
+    def _hash_outputs(self, stage: Stage, link: bool) -> dict[str, PathHash]:
+        outs = {}
+        for o in stage.outs:
+            r = self.project.hasher.hash_path(self.project.abs(o.path))
+            if o.cache:
+                check_in(self.project, r, link=link)
+            outs[o.path] = PathHash.of(r)
+        return outs
+
+    def _execute(self, stage: Stage, inputs: StageInputs, out: StageOutcome) -> None:
+        self._prepare_outputs(stage)
+        if not self._exec(stage, out):
+            return
+        out.outs = self._hash_outputs(stage, link=True)
+        runcache.put_entry(
+            self.project.cache.backend, inputs.signature, stage.name, out.outs, self.run_id
+        )
+        self._ignore(stage)
+
+    def _verify(
+        self, stage: Stage, inputs: StageInputs, out: StageOutcome, t0: float
+    ) -> StageOutcome:
+        """Rerun a stage whose result is recorded and compare outputs byte for byte."""
+        hit = runcache.get_entry(self.project.cache.backend, inputs.signature)
+        if hit is None:
+            out.status = "failed"
+            out.message = (
+                f"stage '{stage.name}' has no recorded result for its current inputs; "
+                "run it first, then verify"
+            )
+            return out
+        self._prepare_outputs(stage)
+        out.status = "ran"
+        if not self._exec(stage, out):
+            return out
+        new = self._hash_outputs(stage, link=False)
+        out.mismatches = sorted(p for p, h in new.items() if h.hash != hit.outs[p].hash)
+        out.verified = not out.mismatches
+        out.outs = hit.outs
+        # Put the recorded outputs back; differing new ones are saved to the cache first.
+        report = CheckoutReport()
+        for o in stage.outs:
+            if o.cache:
+                check_out(self.project, o.path, hit.outs[o.path], report=report)
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    # -- the whole run ----------------------------------------------------------------------
+    def run(self, targets: list[str] | None = None, downstream: bool = False) -> RunResult:
+        started = time.time()
+        names = select(self.graph, targets, downstream)
+        if self.verify:
+            names = [n for n in names if not targets or n in targets]
+        pending = {n: {u for u in self.graph.upstream[n] if u in names} for n in names}
+        ready = [n for n in names if not pending[n]]
+        futures: dict[Future, str] = {}
+        pool = ThreadPoolExecutor(self.jobs)
+        try:
+            while ready or futures:
+                while ready and len(futures) < self.jobs:
+                    n = ready.pop(0)
+                    futures[pool.submit(self.process, n)] = n
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for f in sorted(done, key=lambda f: names.index(futures[f])):
+                    n = futures.pop(f)
+                    self.outcomes[n] = f.result()
+                    children = [c for c in self.graph.downstream[n] if c in pending]
+                    for child in sorted(children, key=names.index):
+                        pending[child].discard(n)
+                        if (
+                            not pending[child]
+                            and child not in self.outcomes
+                            and child not in futures.values()
+                            and child not in ready
+                        ):
+                            ready.append(child)
+        except BaseException:
+            self.cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        result = RunResult(
+            self.run_id, [self.outcomes[n] for n in names], started, time.time(), self.dry_run
+        )
+        if not self.dry_run and not self.verify:
+            self._write_lock(result, full=not targets)
+        return result
+
+    def _write_lock(self, result: RunResult, full: bool) -> None:
+        lock = load_lock(self.project.lock_path)  # re-read: only our stages change
+        for o in result.stages:
+            if o.status in ("ran", "restored", "up-to-date") and o.inputs is not None:
+                lock.stages[o.name] = lock_entry(o.inputs, self.spec.stages[o.name], o.outs)
+        if full:
+            for name in list(lock.stages):
+                if name not in self.spec.stages:
+                    del lock.stages[name]
+        for name, st in self.spec.stages.items():
+            if st.image and st.image in self.lock.images:
+                lock.images[st.image] = self.lock.images[st.image]
+        if lock.to_json() != load_lock(self.project.lock_path).to_json():
+            save_lock(self.project.lock_path, lock)
+
+
+def run(
+    project: Project,
+    targets: list[str] | None = None,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    jobs: int = 1,
+    downstream: bool = False,
+    echo: IO[str] | None = None,
+    wait_lock: float = 0.0,
+    verify: bool = False,
+    executor: Executor | None = None,
+) -> RunResult:
+    """Run the pipeline (Python API of `repro run`)."""
+    from repro.pipeline.runlock import run_lock
+
+    runner = Runner(
+        project,
+        force=force,
+        dry_run=dry_run,
+        jobs=jobs,
+        echo=echo,
+        executor=executor,
+        verify=verify,
+    )
+    ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
+    with ctx:
+        result = runner.run(targets, downstream)
+    return result
+
+
+def raise_for_failure(result: RunResult) -> None:
+    for s in result.stages:
+        if s.status == "failed":
+            raise StageFailedError(s.message or f"stage '{s.name}' failed.")
+
+
+__all__ = ["RunResult", "Runner", "StageOutcome", "raise_for_failure", "run", "sys"]

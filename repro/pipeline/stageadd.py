@@ -1,0 +1,77 @@
+"""`repro stage add`: write a stage into `repro.yaml`, keeping the user's comments and order.
+
+The new file is validated (spec and graph) before it replaces the old one: a bad stage changes
+nothing on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from repro.errors import SpecError
+from repro.pipeline.specio import load_rt, save_rt
+from repro.project import Project
+
+
+def stage_add(
+    project: Project,
+    name: str,
+    cmd: str,
+    deps: list[str],
+    outs: list[str],
+    params: list[str],
+    metrics: list[str],
+    image: str | None = None,
+    seed: int | None = None,
+    wdir: str | None = None,
+    env: list[str] | None = None,
+    force: bool = False,
+) -> None:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    doc = load_rt(project.spec_path)
+    stages = doc.get("stages")
+    if not isinstance(stages, dict):
+        stages = CommentedMap()
+        doc["stages"] = stages
+    if name in stages and not force:
+        raise SpecError(f"repro.yaml: stage '{name}' exists already (use --force to replace it).")
+    body = CommentedMap()
+    body["cmd"] = cmd
+    if wdir:
+        body["wdir"] = wdir
+
+    def seq(items: list[str]) -> CommentedSeq:
+        s = CommentedSeq(items)
+        return s
+
+    for key, items in (
+        ("deps", deps),
+        ("params", params),
+        ("outs", outs),
+        ("metrics", metrics),
+        ("env", env or []),
+    ):
+        if items:
+            body[key] = seq(list(items))
+    if image:
+        body["image"] = image
+    if seed is not None:
+        body["seed"] = seed
+    stages[name] = body
+    # Validate the would-be file before writing it.
+    from repro.pipeline.graph import build_graph
+    from repro.pipeline.spec import parse_spec
+
+    fd, tmp = tempfile.mkstemp(prefix="repro-", suffix=".yaml", dir=project.tmp_dir)
+    os.close(fd)
+    try:
+        save_rt(tmp, doc)
+        spec = parse_spec(tmp, project.root)
+        spec.path = "repro.yaml"
+        build_graph(spec, project.root)
+        os.replace(tmp, project.spec_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
