@@ -406,7 +406,7 @@ class Runner:
             for name in list(lock.stages):
                 if name not in self.spec.stages:
                     del lock.stages[name]
-        for name, st in self.spec.stages.items():
+        for st in self.spec.stages.values():
             if st.image and st.image in self.lock.images:
                 lock.images[st.image] = self.lock.images[st.image]
         if lock.to_json() != load_lock(self.project.lock_path).to_json():
