@@ -4,7 +4,6 @@ holds credentials (those come from the environment and the usual cloud config fi
 from __future__ import annotations
 
 import os
-import tomllib
 from typing import Any
 
 from repro.errors import SpecError
@@ -18,12 +17,14 @@ link = ["reflink", "hardlink", "copy"]
 
 
 def load_config(path: str) -> dict[str, Any]:
+    import tomllib
+
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         return {}
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise SpecError(f"{path}: not valid TOML ({exc}).") from None
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from repro.config import CONFIG_TEMPLATE, load_config
@@ -35,10 +34,15 @@ class Project:
     # -- discovery ----------------------------------------------------------------------------
     @classmethod
     def find(cls, start: str | os.PathLike[str] | None = None) -> Project:
-        here = Path(start or os.getcwd()).resolve()
-        for d in (here, *here.parents):
-            if (d / DOT).is_dir():
+        here = os.path.realpath(start or os.getcwd())
+        d = here
+        while True:
+            if os.path.isdir(os.path.join(d, DOT)):
                 return cls(d)
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
         raise NotAProjectError(
             f"{here}: no repro project here or above (run 'repro init' to make one)."
         )

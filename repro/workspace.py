@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass, field
 
 from repro.errors import PathError
@@ -80,6 +79,8 @@ def check_in(
 
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
+
         shutil.rmtree(path)
     else:
         with contextlib.suppress(FileNotFoundError):
@@ -181,7 +182,7 @@ def _place(
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
         if os.path.isdir(dst) and not os.path.islink(dst):
-            shutil.rmtree(dst)
+            _remove(dst)
         cache.checkout_file(e.hash, dst, e.executable)
         records.append((dst, StatKey.of(os.stat(dst)), e.hash, checked))
         report.placed += 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat as statmod
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from repro.errors import PathError
@@ -83,7 +82,11 @@ class Hasher:
             checked = now_ns()
             large = [i for i in misses if entries[i].st.st_size >= CHUNK]
             small = [i for i in misses if entries[i].st.st_size < CHUNK]
-            pool = ThreadPoolExecutor(self.workers) if len(large) > 1 and self.workers > 1 else None
+            pool = None
+            if len(large) > 1 and self.workers > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(self.workers)
             futures = {}
             try:
                 if pool:

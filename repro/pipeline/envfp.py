@@ -7,7 +7,6 @@ like dependencies). A library upgrade then makes the stage stale, kind `env`.
 
 from __future__ import annotations
 
-import platform
 import sys
 from functools import lru_cache
 from typing import Any
@@ -32,10 +31,14 @@ def _norm(name: str) -> str:
 
 
 def python_version() -> str:
+    import platform
+
     return platform.python_version()
 
 
 def platform_tag() -> str:
+    import platform
+
     return f"{sys.platform}-{platform.machine()}"
 
 

@@ -5,7 +5,6 @@ keyed by the file's path, inode, size, mtime_ns and ctime_ns plus a version tag.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
 from collections.abc import Callable
@@ -21,7 +20,9 @@ def cached_parse(tmp_dir: str, path: str, parse: Callable[[], T], tag: str = "")
     except FileNotFoundError:
         return parse()
     stamp = (VERSION, tag, path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    name = hashlib.blake2b(repr((VERSION, tag, path)).encode(), digest_size=12).hexdigest()
+    import xxhash
+
+    name = xxhash.xxh3_64_hexdigest(repr((VERSION, tag, path)).encode())
     cache = os.path.join(tmp_dir, "parse", name)
     try:
         with open(cache, "rb") as f:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -71,6 +69,8 @@ class LocalBackend(Backend):
         return os.path.join(self.root, key)
 
     def tmp_path(self) -> str:
+        import uuid
+
         if self.tmp not in self._made:
             os.makedirs(self.tmp, exist_ok=True)
             self._made.add(self.tmp)
@@ -111,6 +111,8 @@ class LocalBackend(Backend):
     def put_file(self, local_path: str, key: str) -> None:
         dst = self.ensure_parent(key)
         tmp = self.tmp_path()
+        import shutil
+
         try:
             shutil.copyfile(local_path, tmp)
             os.replace(tmp, dst)
@@ -120,6 +122,8 @@ class LocalBackend(Backend):
             raise
 
     def get_file(self, key: str, local_path: str) -> None:
+        import shutil
+
         shutil.copyfile(self.path(key), local_path)
 
     def delete(self, key: str) -> None:
@@ -164,6 +168,8 @@ class FsspecBackend(Backend):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # Object stores put whole objects atomically; on file-like stores write then move.
+        import uuid
+
         if self.fs.protocol in ("file", "local") or "file" in self.fs.protocol:
             tmp = self._p(f"tmp/{uuid.uuid4().hex}")
             self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
@@ -174,6 +180,8 @@ class FsspecBackend(Backend):
             self.fs.pipe_file(self._p(key), data)
 
     def put_file(self, local_path: str, key: str) -> None:
+        import uuid
+
         if "file" in self.fs.protocol:
             tmp = self._p(f"tmp/{uuid.uuid4().hex}")
             self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)

@@ -12,8 +12,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
-import uuid
 
 FICLONE = 0x40049409
 DEFAULT_LINKS = ("reflink", "hardlink", "copy")
@@ -26,6 +24,8 @@ def _reflink(src: str, tmp: str) -> None:
 
 
 def _tmp_beside(dst: str) -> str:
+    import uuid
+
     return os.path.join(
         os.path.dirname(dst) or ".", f".{os.path.basename(dst)}.repro-{uuid.uuid4().hex[:12]}"
     )
@@ -55,6 +55,8 @@ def place(src: str, dst: str, executable: bool, methods: tuple[str, ...] = DEFAU
                     continue  # the object's mode is shared with every link: copy instead
                 os.link(src, tmp)
             elif method in ("copy", "symlink"):
+                import shutil
+
                 shutil.copyfile(src, tmp)
                 os.chmod(tmp, 0o755 if executable else 0o644)
             else:

@@ -1,0 +1,312 @@
+"""repro's benchmarks: speed as ratios to references measured in the same run.
+
+    python -m benchmarks.run [--quick] [--size-mib N] [--files N] [--json PATH] [--only NAME]
+
+References, each measured here beside repro: reading the same bytes (the physical limit), md5
+over them (DVC's hash), and DVC itself when a `dvc` command is found (set REPRO_BENCH_DVC to its
+path, or `make bench-dvc`). The machine is shared and noisy: each figure is the best of a few
+tries, and the ratios matter more than the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+REPRO = str(BIN / "repro")
+
+
+def dvc_cmd() -> str | None:
+    p = os.environ.get("REPRO_BENCH_DVC") or shutil.which("dvc")
+    return p if p and os.path.exists(p) else None
+
+
+def best(fn: Callable[[], object], n: int = 3) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def sh(args: list[str], cwd: str, check: bool = True) -> None:
+    p = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
+
+
+def timed(args: list[str], cwd: str, check: bool = True) -> float:
+    t = time.perf_counter()
+    sh(args, cwd, check)
+    return time.perf_counter() - t
+
+
+def read_all(paths: list[str]) -> None:
+    buf = memoryview(bytearray(4 << 20))
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        while os.readv(fd, [buf]):
+            pass
+        os.close(fd)
+
+
+def md5_all(paths: list[str]) -> None:
+    buf = memoryview(bytearray(4 << 20))
+    for p in paths:
+        h = hashlib.md5()
+        fd = os.open(p, os.O_RDONLY)
+        while n := os.readv(fd, [buf]):
+            h.update(buf[:n])
+        os.close(fd)
+
+
+def files_under(root: str) -> list[str]:
+    return [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+
+
+def make_small_files(root: str, n: int, size: int = 4096, folders: int = 100) -> None:
+    for i in range(n):
+        d = os.path.join(root, f"d{i % folders:03d}")
+        if i < folders:
+            os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i:06d}.bin"), "wb") as f:
+            f.write(os.urandom(size))
+
+
+def make_big_file(path: str, mib: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(mib):
+            f.write(block[:-8] + i.to_bytes(8, "little"))
+
+
+def new_project(base: str, name: str) -> str:
+    root = os.path.join(base, name)
+    os.makedirs(root)
+    sh(["git", "init", "-q"], root)
+    sh([REPRO, "init"], root)
+    return root
+
+
+def dvc_project(base: str, name: str) -> str:
+    root = os.path.join(base, name)
+    os.makedirs(root)
+    sh(["git", "init", "-q"], root)
+    sh([dvc_cmd(), "init", "-q"], root)  # type: ignore[list-item]
+    sh([dvc_cmd(), "config", "core.analytics", "false"], root)  # type: ignore[list-item]
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+def bench_hashing(base: str, label: str, make: Callable[[str], None], rows: list[dict]) -> None:
+    """Hash one dataset: cold (`repro add`, empty state db) and warm (`repro status`-like)."""
+    proj = new_project(base, f"hash-{label}")
+    data = os.path.join(proj, "data")
+    os.makedirs(data)
+    make(data)
+    paths = files_under(data)
+    nbytes = sum(os.path.getsize(p) for p in paths)
+    read_all(paths)  # warm the page cache for every contender alike
+    t_read = best(lambda: read_all(paths))
+    t_md5 = best(lambda: md5_all(paths), 2)
+    t_cold = timed([REPRO, "add", "data"], proj)
+    t_warm = best(lambda: timed([REPRO, "hash", "data"], proj), 3)
+
+    # Cold hashing alone (no cache writes): a fresh state db each time.
+    def cold_hash() -> None:
+        for f in ("state.db", "state.db-wal", "state.db-shm"):
+            p = os.path.join(proj, ".repro", f)
+            if os.path.exists(p):
+                os.unlink(p)
+        sh([REPRO, "hash", "data"], proj)
+
+    t_hash = best(cold_hash, 2)
+    row = {
+        "dataset": label,
+        "files": len(paths),
+        "bytes": nbytes,
+        "read_s": t_read,
+        "md5_s": t_md5,
+        "repro_hash_cold_s": t_hash,
+        "repro_add_cold_s": t_cold,
+        "repro_warm_s": t_warm,
+        "hash_vs_read": t_read / t_hash,
+        "hash_vs_md5": t_md5 / t_hash,
+    }
+    if dvc_cmd():
+        dproj = dvc_project(base, f"dvc-{label}")
+        shutil.copytree(data, os.path.join(dproj, "data"))
+        read_all(files_under(os.path.join(dproj, "data")))
+        row["dvc_add_s"] = timed([dvc_cmd(), "add", "-q", "data"], dproj)  # type: ignore[list-item]
+        row["dvc_status_s"] = best(lambda: timed([dvc_cmd(), "status", "-q"], dproj, False), 2)  # type: ignore[list-item]
+        row["add_speedup_vs_dvc"] = row["dvc_add_s"] / t_cold
+        row["warm_speedup_vs_dvc"] = row["dvc_status_s"] / t_warm
+    rows.append(row)
+    shutil.rmtree(proj)
+
+
+def bench_checkout(base: str, n: int, rows: list[dict]) -> None:
+    proj = new_project(base, "checkout")
+    make_small_files(os.path.join(proj, "data"), n)
+    sh([REPRO, "add", "data"], proj)
+    shutil.rmtree(os.path.join(proj, "data"))
+    t = timed([REPRO, "checkout"], proj)
+    row = {"dataset": f"checkout {n} files", "files": n, "repro_checkout_s": t}
+    if dvc_cmd():
+        dproj = dvc_project(base, "dvc-checkout")
+        make_small_files(os.path.join(dproj, "data"), n)
+        sh([dvc_cmd(), "add", "-q", "data"], dproj)  # type: ignore[list-item]
+        shutil.rmtree(os.path.join(dproj, "data"))
+        row["dvc_checkout_s"] = timed([dvc_cmd(), "checkout", "-q"], dproj)  # type: ignore[list-item]
+        row["checkout_speedup_vs_dvc"] = row["dvc_checkout_s"] / t
+    rows.append(row)
+
+
+CHAIN_STAGE = "  s{i}:\n    cmd: cat {dep} > o{i}.txt; echo {i} >> o{i}.txt\n    deps: [{dep}]\n    outs: [o{i}.txt]\n"
+
+
+def bench_chain(base: str, n: int, rows: list[dict]) -> None:
+    """A chain of n stages: first run, no-op run and status."""
+    spec = "stages:\n" + "".join(
+        CHAIN_STAGE.format(i=i, dep="seed.txt" if i == 0 else f"o{i - 1}.txt") for i in range(n)
+    )
+    proj = new_project(base, "chain")
+    Path(proj, "seed.txt").write_text("seed\n")
+    Path(proj, "repro.yaml").write_text(spec)
+    first = timed([REPRO, "run"], proj)
+    noop = best(lambda: timed([REPRO, "run"], proj), 5)
+    status = best(lambda: timed([REPRO, "status"], proj), 5)
+    py = best(lambda: timed([sys.executable, "-c", "pass"], proj), 5)
+    row = {
+        "dataset": f"{n}-stage chain",
+        "repro_first_run_s": first,
+        "repro_noop_run_s": noop,
+        "repro_status_s": status,
+        "python_startup_s": py,
+    }
+    if dvc_cmd():
+        dproj = dvc_project(base, "dvc-chain")
+        Path(dproj, "seed.txt").write_text("seed\n")
+        Path(dproj, "dvc.yaml").write_text(spec)
+        row["dvc_first_repro_s"] = timed([dvc_cmd(), "repro", "-q"], dproj)  # type: ignore[list-item]
+        row["dvc_noop_repro_s"] = best(lambda: timed([dvc_cmd(), "repro", "-q"], dproj), 3)  # type: ignore[list-item]
+        row["dvc_status_s"] = best(lambda: timed([dvc_cmd(), "status", "-q"], dproj, False), 3)  # type: ignore[list-item]
+        row["noop_speedup_vs_dvc"] = row["dvc_noop_repro_s"] / noop
+        row["status_speedup_vs_dvc"] = row["dvc_status_s"] / status
+    rows.append(row)
+
+
+def bench_folder_pipeline(base: str, n: int, rows: list[dict]) -> None:
+    """A 3-stage pipeline over a folder of n small files: no-op run and status."""
+    spec = """stages:
+  list:
+    cmd: ls -R data > listing.txt
+    deps: [data]
+    outs: [listing.txt]
+  count:
+    cmd: wc -l listing.txt > count.txt
+    deps: [listing.txt]
+    outs: [count.txt]
+  copy:
+    cmd: cp -r data copy
+    deps: [data]
+    outs: [copy]
+"""
+    proj = new_project(base, "folderpipe")
+    make_small_files(os.path.join(proj, "data"), n)
+    sh([REPRO, "add", "data"], proj)
+    Path(proj, "repro.yaml").write_text(
+        Path(proj, "repro.yaml").read_text().replace("stages: {}\n", "") + spec
+    )
+    first = timed([REPRO, "run"], proj)
+    noop = best(lambda: timed([REPRO, "run"], proj), 3)
+    status = best(lambda: timed([REPRO, "status"], proj), 3)
+    row = {
+        "dataset": f"3-stage pipeline over {n} files",
+        "repro_first_run_s": first,
+        "repro_noop_run_s": noop,
+        "repro_status_s": status,
+    }
+    if dvc_cmd():
+        dproj = dvc_project(base, "dvc-folderpipe")
+        make_small_files(os.path.join(dproj, "data"), n)
+        sh([dvc_cmd(), "add", "-q", "data"], dproj)  # type: ignore[list-item]
+        Path(dproj, "dvc.yaml").write_text(spec)
+        row["dvc_first_repro_s"] = timed([dvc_cmd(), "repro", "-q"], dproj)  # type: ignore[list-item]
+        row["dvc_noop_repro_s"] = best(lambda: timed([dvc_cmd(), "repro", "-q"], dproj), 2)  # type: ignore[list-item]
+        row["dvc_status_s"] = best(lambda: timed([dvc_cmd(), "status", "-q"], dproj, False), 2)  # type: ignore[list-item]
+        row["noop_speedup_vs_dvc"] = row["dvc_noop_repro_s"] / noop
+        row["status_speedup_vs_dvc"] = row["dvc_status_s"] / status
+    rows.append(row)
+
+
+def fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if v < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--size-mib", type=int, default=1024, help="large file size (MiB)")
+    ap.add_argument("--files", type=int, default=100_000, help="small files in the folder")
+    ap.add_argument("--only", action="append", help="hashing, checkout, chain, folder")
+    ap.add_argument("--json", default="benchmarks/results/latest.json")
+    a = ap.parse_args()
+    if a.quick:
+        a.size_mib, a.files = 64, 5000
+    only = set(a.only or ["hashing", "checkout", "chain", "folder"])
+    base = tempfile.mkdtemp(prefix="repro-bench-", dir=os.environ.get("REPRO_BENCH_DIR"))
+    rows: list[dict] = []
+    print(f"repro benchmarks in {base}; DVC: {dvc_cmd() or 'not installed (no DVC column)'}")
+    try:
+        if "hashing" in only:
+            bench_hashing(
+                base,
+                f"1 file of {a.size_mib} MiB",
+                lambda d: make_big_file(os.path.join(d, "big.bin"), a.size_mib),
+                rows,
+            )
+            bench_hashing(
+                base, f"{a.files} files of 4 KiB", lambda d: make_small_files(d, a.files), rows
+            )
+
+            def mixed(d: str) -> None:
+                make_small_files(os.path.join(d, "small"), a.files // 10)
+                for i in range(4):
+                    make_big_file(os.path.join(d, f"big{i}.bin"), max(1, a.size_mib // 8))
+
+            bench_hashing(base, "mixed", mixed, rows)
+        if "checkout" in only:
+            bench_checkout(base, 20_000 if not a.quick else 2000, rows)
+        if "chain" in only:
+            bench_chain(base, 50, rows)
+        if "folder" in only:
+            bench_folder_pipeline(base, 20_000 if not a.quick else 2000, rows)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    for row in rows:
+        print(f"\n{row['dataset']}")
+        for k, v in row.items():
+            if k != "dataset":
+                print(f"  {k:28s} {fmt(v)}")
+    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump(rows, f, indent=2)
+    print(f"\nresults written to {a.json}")
+
+
+if __name__ == "__main__":
+    main()
