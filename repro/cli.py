@@ -159,20 +159,22 @@ def add(
 
     project = _project()
     with _Progress("adding") as prog:
-        added = data.add(project, paths, prog.callback)
+        added, sig = data.add_and_record(project, paths, prog.callback)
     if as_json:
         _emit_json(
             {
+                "snapshot": sig,
                 "added": [
                     {"path": a.path, **a.hash.to_dict(), "new_objects": a.new_objects}
                     for a in added
-                ]
+                ],
             }
         )
         return
     for a in added:
         kind = f"{a.hash.nfiles} files, " if a.hash.isdir else ""
         print(f"added {a.path} ({kind}{_human_bytes(a.hash.size)}) {a.hash.hash}")
+    print(f"snapshot {sig}")
 
 
 @app.command()
@@ -201,6 +203,8 @@ def checkout(
     if as_json:
         _emit_json(
             {
+                "snapshot": report.snapshot,
+                "notes": report.notes,
                 "placed": report.placed,
                 "removed": report.removed,
                 "unchanged": report.unchanged,
@@ -213,6 +217,8 @@ def checkout(
             f"saved {p} ({h}) to the cache before overwriting it; "
             f"get it back with: repro restore {h} {p}"
         )
+    for note in report.notes:
+        print(note)
     print(f"{report.placed} files placed, {report.removed} removed, {report.unchanged} unchanged")
 
 
@@ -367,6 +373,98 @@ def dag(
             _project(), "mermaid" if mermaid else "dot" if dot else "json" if as_json else "text"
         )
     )
+
+
+@app.command()
+def log(
+    n: Annotated[int | None, typer.Option("-n", help="Show at most N runs.")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="Only runs that ran STAGE.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The runs, newest first."""
+    from repro.records import log_rows
+
+    rows = log_rows(_project(), n, stage)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        print("no runs yet")
+    for r in rows:
+        commit = (r["git_commit"] or "-")[:8]
+        sig = (r["snapshot"] or "-")[:12]
+        metrics = "  ".join(f"{k}={v}" for m in r["metrics"].values() for k, v in m.items())
+        print(
+            f"{r['run_id']}  {sig:12s}  {r['started'][:19]}  {r['user']}@{r['host']}  "
+            f"{commit:8s}  {r['kind']:3s} {r['status']:6s}  {metrics}".rstrip()
+        )
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(metavar="SIG|RUN_ID", help="Snapshot sig or run id.")],
+    logs: Annotated[str | None, typer.Option("--logs", help="Print STAGE's kept output.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One snapshot or run in full."""
+    from repro import history
+
+    project = _project()
+    if logs:
+        out, err = history.stage_logs(project, ref, logs)
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        return
+    doc = history.show(project, ref)
+    if as_json:
+        _emit_json(doc)
+        return
+    from repro.pipeline.specio import dump_yaml
+
+    print(dump_yaml(doc), end="")
+
+
+@app.command()
+def diff(
+    a: Annotated[str | None, typer.Argument(help="From snapshot (default: the last one).")] = None,
+    b: Annotated[str | None, typer.Argument(help="To snapshot (default: the workspace).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two snapshots (default: last snapshot against the workspace)."""
+    from repro.diff import diff as compute
+
+    doc = compute(_project(), a, b)
+    if as_json:
+        _emit_json(doc)
+        return
+    print(f"from {doc['from'][:12]} to {doc['to'][:12]}")
+    if not doc["stages"] and not doc["data"]:
+        print("no changes")
+    for item in doc["data"]:
+        print(f"data: {_change_line(item)}")
+    for st in doc["stages"]:
+        print(f"{st['name']}:")
+        for c in st["changes"]:
+            print(f"  {_change_line(c)}")
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, dict) and "hash" in v:
+        return f"{v['hash'][:10]} ({_human_bytes(v.get('size') or 0)})"
+    return json.dumps(v) if not isinstance(v, str) else v
+
+
+def _change_line(c: dict) -> str:
+    line = f"[{c['severity']}] {c['kind']} {c['target']}: {_short(c['old'])} -> {_short(c['new'])}"
+    if c.get("note"):
+        line += f" ({c['note']})"
+    if c.get("files"):
+        f = c["files"]
+        line += f" [+{len(f['added'])} -{len(f['removed'])} ~{len(f['changed'])} files]"
+    for k, m in (c.get("metrics") or {}).items():
+        delta = f" ({m['delta']:+g})" if m.get("delta") is not None else ""
+        line += f"\n      {k}: {m['old']} -> {m['new']}{delta}"
+    return line
 
 
 def main() -> None:

@@ -25,6 +25,26 @@ class Added:
     new_objects: int
 
 
+def add_and_record(
+    project: Project, paths: list[str], progress: Progress | None = None
+) -> tuple[list[Added], str]:
+    """`repro add`: track `paths`, then record a snapshot and a run record (kind `add`)."""
+    import time
+
+    from repro.pipeline.runner import new_run_id
+    from repro.records import make_record, save_record
+    from repro.snapshots import record_snapshot
+
+    started = time.time()
+    added = add(project, paths, progress)
+    sig = record_snapshot(project)
+    save_record(
+        project.cache.backend,
+        make_record(project, new_run_id(started), "add", started, time.time(), sig, "ok", []),
+    )
+    return added, sig
+
+
 def add(project: Project, paths: list[str], progress: Progress | None = None) -> list[Added]:
     """Hash `paths`, store them in the cache, and record them as tracked data.
 

@@ -52,6 +52,8 @@ class CheckoutReport:
     removed: int = 0
     unchanged: int = 0
     saved: list[tuple[str, str]] = field(default_factory=list)  # (path, hash) checked in first
+    snapshot: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def check_in(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -441,7 +440,46 @@ def run(
     ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
     with ctx:
         result = runner.run(targets, downstream)
+        if not dry_run:
+            _record(project, runner, result, "verify" if verify else "run")
     return result
+
+
+def _record(project: Project, runner: Runner, result: RunResult, kind: str) -> None:
+    """Snapshot the state (when no stage failed) and write the run record (always)."""
+    from repro.records import StageRecord, headline_metrics, make_record, save_record
+    from repro.snapshots import record_snapshot
+
+    failed = any(s.status == "failed" for s in result.stages)
+    if not failed and kind == "run":
+        result.snapshot = record_snapshot(project)
+    stages = [
+        StageRecord(
+            s.name,
+            s.status,
+            s.signature,
+            round(s.seconds, 6),
+            s.exit_code,
+            s.stdout,
+            s.stderr,
+            [r.to_dict() for r in s.reasons],
+            s.message,
+        )
+        for s in result.stages
+    ]
+    metric_paths = [o.path for st in runner.spec.stages.values() for o in st.outs if o.metric]
+    rec = make_record(
+        project,
+        result.run_id,
+        kind,
+        result.started,
+        result.ended,
+        result.snapshot,
+        "ok" if result.ok else "failed",
+        stages,
+        headline_metrics(project, metric_paths),
+    )
+    save_record(project.cache.backend, rec)
 
 
 def raise_for_failure(result: RunResult) -> None:
@@ -450,4 +488,4 @@ def raise_for_failure(result: RunResult) -> None:
             raise StageFailedError(s.message or f"stage '{s.name}' failed.")
 
 
-__all__ = ["RunResult", "Runner", "StageOutcome", "raise_for_failure", "run", "sys"]
+__all__ = ["RunResult", "Runner", "StageOutcome", "raise_for_failure", "run"]

@@ -53,3 +53,15 @@ def save_rt(path: str, doc: Any) -> None:
     with open(tmp, "w") as f:
         f.write(buf.getvalue())
     os.replace(tmp, path)
+
+
+def dump_yaml(doc: Any) -> str:
+    """Readable YAML of plain data (for `repro show`)."""
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="safe", pure=True)
+    y.default_flow_style = False
+    y.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    buf = io.StringIO()
+    y.dump(doc, buf)
+    return buf.getvalue()

@@ -1,0 +1,236 @@
+"""Run records: the audit trail of every `repro run` (and `repro add`).
+
+Who ran what, where, when and on which commit: run id (sortable by time), user, host, UTC start
+and end, argv, CI variables, git commit and dirty flag, Python and platform, each stage's outcome,
+duration, exit code and signature, the snapshot sig, headline metrics, and stdout/stderr kept as
+objects. Stored as `records/<run id>` beside the objects, so remotes share them too.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from repro.canonical import packb, unpackb
+from repro.errors import NotFoundError
+from repro.project import Project
+from repro.store.backend import Backend
+
+CI_VARS = (
+    "CI",
+    "GITHUB_SHA",
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_NUMBER",
+    "GITHUB_WORKFLOW",
+    "GITHUB_REF",
+    "GITHUB_REPOSITORY",
+    "GITHUB_ACTOR",
+    "GITLAB_CI",
+    "CI_JOB_ID",
+    "CI_PIPELINE_ID",
+    "CI_COMMIT_SHA",
+    "BUILD_ID",
+    "BUILD_NUMBER",
+    "JENKINS_URL",
+    "BUILDKITE_BUILD_ID",
+    "CIRCLE_BUILD_NUM",
+    "TRAVIS_BUILD_ID",
+)
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str
+    signature: str | None
+    seconds: float
+    exit_code: int | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    reasons: list[dict[str, str]] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    kind: str  # run | add
+    user: str
+    host: str
+    started: str  # UTC ISO 8601
+    ended: str
+    argv: list[str]
+    ci: dict[str, str]
+    git_commit: str | None
+    git_dirty: bool | None
+    python: str
+    platform: str
+    snapshot: str | None
+    status: str  # ok | failed
+    stages: list[StageRecord] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        stages = [StageRecord(**s) for s in d.get("stages", [])]
+        return cls(**{**d, "stages": stages})
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def git_state(root: str) -> tuple[str | None, bool | None]:
+    """HEAD's commit and whether the work tree differs from it (None when not a git repo)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None, None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return head.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())
+
+
+def flat_metrics(path: str) -> dict[str, Any]:
+    """Numeric values of one metrics file (JSON or YAML), flattened to dotted keys."""
+    from repro.pipeline.parsecache import load_any
+
+    try:
+        doc = load_any(path)
+    except Exception:
+        return {}
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            flat[prefix] = v
+
+    walk("", doc)
+    return flat
+
+
+def headline_metrics(project: Project, paths: list[str]) -> dict[str, Any]:
+    """The metrics files' numeric values, by file."""
+    out = {}
+    for rel in paths:
+        flat = flat_metrics(project.abs(rel))
+        if flat:
+            out[rel] = flat
+    return out
+
+
+def make_record(
+    project: Project,
+    run_id: str,
+    kind: str,
+    started: float,
+    ended: float,
+    snapshot: str | None,
+    status: str,
+    stages: list[StageRecord],
+    metrics: dict[str, Any] | None = None,
+) -> RunRecord:
+    import platform
+
+    commit, dirty = git_state(project.root)
+    return RunRecord(
+        run_id=run_id,
+        kind=kind,
+        user=_user(),
+        host=socket.gethostname(),
+        started=iso(started),
+        ended=iso(ended),
+        argv=list(sys.argv),
+        ci={k: os.environ[k] for k in CI_VARS if k in os.environ},
+        git_commit=commit,
+        git_dirty=dirty,
+        python=platform.python_version(),
+        platform=f"{sys.platform}-{platform.machine()}",
+        snapshot=snapshot,
+        status=status,
+        stages=stages,
+        metrics=metrics or {},
+    )
+
+
+def save_record(backend: Backend, rec: RunRecord) -> None:
+    backend.write_bytes(f"records/{rec.run_id}", packb(rec.to_dict()))
+
+
+def load_record(backend: Backend, run_id: str) -> RunRecord:
+    try:
+        return RunRecord.from_dict(unpackb(backend.read_bytes(f"records/{run_id}")))
+    except FileNotFoundError:
+        raise NotFoundError(f"run {run_id} is not in the cache.") from None
+
+
+def list_records(backend: Backend) -> list[RunRecord]:
+    """Every record, newest first (run ids sort by time)."""
+    ids = sorted((k.rsplit("/", 1)[-1] for k in backend.list("records")), reverse=True)
+    out = []
+    for rid in ids:
+        try:
+            out.append(load_record(backend, rid))
+        except Exception:
+            continue
+    return out
+
+
+def log_rows(
+    project: Project, n: int | None = None, stage: str | None = None
+) -> list[dict[str, Any]]:
+    rows = []
+    for rec in list_records(project.cache.backend):
+        if stage and not any(
+            s.name == stage and s.status in ("ran", "restored", "failed") for s in rec.stages
+        ):
+            continue
+        rows.append(
+            {
+                "run_id": rec.run_id,
+                "snapshot": rec.snapshot,
+                "started": rec.started,
+                "user": rec.user,
+                "host": rec.host,
+                "git_commit": rec.git_commit,
+                "status": rec.status,
+                "kind": rec.kind,
+                "metrics": rec.metrics,
+            }
+        )
+        if n is not None and len(rows) >= n:
+            break
+    return rows
+
+
+def metrics_json(m: dict[str, Any]) -> str:
+    return json.dumps(m, sort_keys=True)

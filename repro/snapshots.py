@@ -1,0 +1,263 @@
+"""Snapshots: one state of the whole pipeline, content-addressed.
+
+A snapshot holds each stage's lock entry (signature, dependency, param and output hashes), the
+tracked data, every other file the pipeline reads (code, params files, `repro.yaml` itself) and
+the schemas of table files. Its id — the sig users type — is the hash of that record, so the same
+state always has the same sig. Everything it names is in the cache, so a snapshot can be put back
+even where git history is gone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from repro.canonical import hash_record, packb, unpackb
+from repro.errors import NotFoundError, PathError
+from repro.lockfile import Lock, load_lock, save_lock
+from repro.project import LOCK_FILE, SPEC_FILE, Project
+from repro.store.backend import Backend
+from repro.workspace import CheckoutReport, PathHash, check_in, check_out, save_before_overwrite
+
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass
+class Snapshot:
+    stages: dict[str, dict[str, Any]]
+    data: dict[str, dict[str, Any]]
+    files: dict[str, dict[str, Any]]
+    schemas: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "stages": self.stages,
+            "data": self.data,
+            "files": self.files,
+            "schemas": self.schemas,
+            "images": self.images,
+        }
+
+    @property
+    def id(self) -> str:
+        return hash_record(self.record())
+
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for entry in self.stages.values():
+            out.update(entry.get("outs") or {})
+        return out
+
+    @classmethod
+    def decode(cls, data: bytes) -> Snapshot:
+        d = unpackb(data)
+        return cls(
+            d.get("stages", {}),
+            d.get("data", {}),
+            d.get("files", {}),
+            d.get("schemas", {}),
+            d.get("images", {}),
+        )
+
+
+def snapshot_key(sig: str) -> str:
+    return f"snapshots/{sig}"
+
+
+def _source_files(project: Project, lock: Lock) -> list[str]:
+    """Paths the pipeline reads that no stage makes and that are not tracked data."""
+    produced: set[str] = set()
+    for entry in lock.stages.values():
+        produced |= set((entry.get("outs") or {}).keys())
+    data = set(lock.data)
+
+    def inside(p: str, paths: set[str]) -> bool:
+        return any(p == q or p.startswith(q + "/") for q in paths)
+
+    files = {SPEC_FILE}
+    for entry in lock.stages.values():
+        for p in entry.get("deps") or {}:
+            if not inside(p, produced) and not inside(p, data):
+                files.add(p)
+        for key in entry.get("params") or {}:
+            files.add(key.rsplit(":", 1)[0])
+        for p in (entry.get("environment") or {}).get("lockfiles") or {}:
+            files.add(p)
+    return sorted(f for f in files if os.path.lexists(project.abs(f)))
+
+
+def build_snapshot(project: Project, lock: Lock | None = None) -> Snapshot:
+    """The snapshot of the current lock plus the source files as they are now (stored)."""
+    from repro.schema import schemas_for
+
+    lock = lock or load_lock(project.lock_path)
+    files: dict[str, dict[str, Any]] = {}
+    for rel in _source_files(project, lock):
+        r = project.hasher.hash_path(project.abs(rel))
+        check_in(project, r, link=False)  # code stays writable: copy, never link
+        files[rel] = PathHash.of(r).to_dict()
+    table_paths = list(lock.data) + [p for e in lock.stages.values() for p in (e.get("outs") or {})]
+    return Snapshot(
+        lock.stages, lock.data, files, schemas_for(project.root, table_paths), dict(lock.images)
+    )
+
+
+def save_snapshot(backend: Backend, snap: Snapshot) -> str:
+    sig = snap.id
+    key = snapshot_key(sig)
+    if not backend.exists(key):
+        backend.write_bytes(key, packb(snap.record()))
+    return sig
+
+
+def record_snapshot(project: Project) -> str:
+    return save_snapshot(project.cache.backend, build_snapshot(project))
+
+
+def list_snapshots(backend: Backend) -> list[str]:
+    return sorted(k.rsplit("/", 1)[-1] for k in backend.list("snapshots"))
+
+
+def resolve(backend: Backend, prefix: str, kind: str = "snapshot") -> str:
+    """A full sig from a unique prefix of 7+ characters."""
+    prefix = prefix.lower()
+    if len(prefix) < 7:
+        raise NotFoundError(f"'{prefix}': give at least 7 characters of the {kind} sig.")
+    folder = "snapshots" if kind == "snapshot" else "records"
+    matches = [k.rsplit("/", 1)[-1] for k in backend.list(folder)]
+    matches = [m for m in matches if m.startswith(prefix)]
+    if not matches:
+        raise NotFoundError(f"'{prefix}': no {kind} has this sig in the cache.")
+    if len(matches) > 1:
+        raise NotFoundError(
+            f"'{prefix}': ambiguous; {len(matches)} {kind}s start with it "
+            f"({', '.join(m[:12] for m in matches[:4])}…); give more characters."
+        )
+    return matches[0]
+
+
+def load_snapshot(backend: Backend, sig: str) -> Snapshot:
+    try:
+        data = backend.read_bytes(snapshot_key(sig))
+    except FileNotFoundError:
+        raise NotFoundError(f"snapshot {sig} is not in the cache.") from None
+    from repro.canonical import hash_bytes
+
+    snap = Snapshot.decode(data)
+    if hash_bytes(packb(snap.record())) != sig:
+        from repro.errors import CorruptObjectError
+
+        raise CorruptObjectError(
+            f"snapshot {sig} is corrupted (its content does not match its sig)."
+        )
+    return snap
+
+
+def checkout_snapshot(
+    project: Project, sig: str, force: bool = False, outs_only: bool = False
+) -> CheckoutReport:
+    """Make the workspace match snapshot `sig` (a unique prefix of 7+ characters will do)."""
+    backend = project.cache.backend
+    full = resolve(backend, sig)
+    snap = load_snapshot(backend, full)
+    targets: dict[str, dict[str, Any]] = {}
+    targets.update(snap.data)
+    for path, d in snap.outputs().items():
+        if d.get("cache", True):
+            targets[path] = d
+    if not outs_only:
+        targets.update(snap.files)
+    _ensure_available(project, targets)
+    report = CheckoutReport()
+    # Outputs the current pipeline makes that the snapshot does not have: save, then remove.
+    current = load_lock(project.lock_path)
+    made_now = set()
+    for entry in current.stages.values():
+        made_now |= set((entry.get("outs") or {}).keys())
+    try:
+        from repro.pipeline.spec import load_spec
+
+        for st in load_spec(project).stages.values():
+            made_now |= set(st.out_paths)
+    except Exception:
+        pass  # a broken repro.yaml in the workspace must not block going back
+    for path in sorted(made_now - set(targets) - set(snap.outputs())):
+        p = project.abs(path)
+        if os.path.lexists(p):
+            if not force:
+                save_before_overwrite(project, path, report)
+            import shutil
+
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.unlink(p)
+            report.removed += 1
+    for path, d in sorted(targets.items()):
+        try:
+            check_out(project, path, PathHash.from_dict(d), force=force, report=report)
+        except PathError:
+            raise
+    lock = Lock(dict(snap.stages), dict(snap.data), dict(snap.images))
+    save_lock(os.path.join(project.root, LOCK_FILE), lock)
+    from repro.gitignore import ensure_ignored
+
+    ensure_ignored(
+        project.root,
+        [p for p, d in snap.outputs().items() if d.get("cache", True)] + list(snap.data),
+    )
+    report.snapshot = full
+    _note_git_commit(project, full, report)
+    return report
+
+
+def _note_git_commit(project: Project, sig: str, report: CheckoutReport) -> None:
+    """Say so when the snapshot was made at another commit than HEAD."""
+    from repro.records import git_state, list_records
+
+    made_at = next(
+        (
+            r.git_commit
+            for r in list_records(project.cache.backend)
+            if r.snapshot == sig and r.git_commit
+        ),
+        None,
+    )
+    head, _ = git_state(project.root)
+    if made_at and head and made_at != head:
+        report.notes.append(
+            f"note: snapshot {sig[:12]} was made at git commit {made_at[:10]}; HEAD is "
+            f"{head[:10]}. Code and params are restored from the snapshot; "
+            f"'git checkout {made_at[:10]}' brings back the rest of the repository."
+        )
+
+
+def _ensure_available(project: Project, targets: dict[str, dict[str, Any]]) -> None:
+    """Every object the checkout needs must be in the local cache (fetched from the default
+    remote when one is configured), before anything in the workspace is touched."""
+    cache = project.cache
+    missing = []
+    for path, d in targets.items():
+        h = d["hash"]
+        if not cache.has(h):
+            missing.append((path, h))
+            continue
+        if d.get("isdir"):
+            for e in cache.get_tree(h).entries:
+                if not cache.has(e.hash):
+                    missing.append((f"{path}/{e.path}", e.hash))
+    if missing:
+        from repro.remote import fetch_missing
+
+        still = fetch_missing(project, missing)
+        if still:
+            path, h = still[0]
+            from repro.errors import MissingObjectError
+
+            raise MissingObjectError(
+                f"{path}: its content ({h}) is in no cache that was asked "
+                f"({len(still)} objects missing); 'repro pull' from a remote that has it."
+            )
