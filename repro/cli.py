@@ -272,6 +272,10 @@ def run(
     verify: Annotated[
         bool, typer.Option("--verify", help="Rerun cached stages; compare outputs.")
     ] = False,
+    no_remote: Annotated[
+        bool, typer.Option("--no-remote", help="Do not ask the remote's run cache.")
+    ] = False,
+    push: Annotated[bool, typer.Option("--push", help="Upload the results at the end.")] = False,
     wait_lock: Annotated[float, typer.Option("--wait", help="Seconds to wait for the lock.")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -293,6 +297,8 @@ def run(
         echo=echo,
         wait_lock=wait_lock,
         verify=verify,
+        use_remote=not no_remote,
+        push=push,
     )
     if as_json:
         _emit_json(result.to_dict())
@@ -465,6 +471,158 @@ def _change_line(c: dict) -> str:
         delta = f" ({m['delta']:+g})" if m.get("delta") is not None else ""
         line += f"\n      {k}: {m['old']} -> {m['new']}{delta}"
     return line
+
+
+remote_app = typer.Typer(
+    help="Manage remotes (shared caches on any fsspec URL).", no_args_is_help=True
+)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("add")
+def remote_add(
+    name: Annotated[str, typer.Argument(help="Remote name.")],
+    url: Annotated[str, typer.Argument(help="fsspec URL: s3://bucket/path, /mnt/cache, ...")],
+    default: Annotated[bool, typer.Option("--default", "-d", help="Make it the default.")] = False,
+    options: Annotated[
+        list[str], typer.Option("-o", "--option", help="KEY=VALUE storage option for fsspec.")
+    ] = [],  # noqa: B006
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a remote.")] = False,
+) -> None:
+    """Add a remote."""
+    from repro.remote import add_remote
+
+    add_remote(_project(), name, url, default, options, force)
+    print(f"remote '{name}' -> {url}")
+
+
+@remote_app.command("list")
+def remote_list(as_json: JsonOpt = False) -> None:
+    """List remotes."""
+    from repro.remote import list_remotes
+
+    rows = list_remotes(_project())
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
+        print(f"{r['name']}\t{r['url']}{' (default)' if r['default'] else ''}  {opts}".rstrip())
+
+
+@remote_app.command("remove")
+def remote_remove(name: Annotated[str, typer.Argument(help="Remote name.")]) -> None:
+    """Remove a remote."""
+    from repro.remote import remove_remote
+
+    remove_remote(_project(), name)
+
+
+@remote_app.command("default")
+def remote_default(name: Annotated[str, typer.Argument(help="Remote name.")]) -> None:
+    """Make a remote the default."""
+    from repro.remote import set_default
+
+    set_default(_project(), name)
+
+
+class _TransferProgress(_Progress):
+    @property
+    def callback(self):
+        if self.bar is None:
+            return None
+        bar, task = self.bar, self.task
+        return lambda files, nbytes: bar.advance(task, nbytes)
+
+
+RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r", help="Remote name.")]
+JobsOpt = Annotated[int, typer.Option("-j", "--jobs", help="Parallel transfers.")]
+
+
+@app.command()
+def push(
+    targets: Annotated[list[str] | None, typer.Argument(help="Stages or paths.")] = None,
+    remote: RemoteOpt = None,
+    jobs: JobsOpt = 8,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload what the remote lacks: objects, run cache, snapshots, records."""
+    from repro.transfer import push as do_push
+
+    with _TransferProgress("pushing") as prog:
+        report = do_push(_project(), remote, targets or None, jobs, prog.callback)
+    _print_transfer(report, "pushed", as_json)
+
+
+@app.command()
+def pull(
+    targets: Annotated[list[str] | None, typer.Argument(help="Stages or paths.")] = None,
+    remote: RemoteOpt = None,
+    jobs: JobsOpt = 8,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download what repro.lock needs and the local cache lacks, then check it out."""
+    from repro.transfer import pull as do_pull
+
+    with _TransferProgress("pulling") as prog:
+        report = do_pull(_project(), remote, targets or None, jobs, prog.callback)
+    _print_transfer(report, "pulled", as_json)
+
+
+def _print_transfer(report, verb: str, as_json: bool) -> None:
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    print(
+        f"{verb} {report.objects} objects ({_human_bytes(report.bytes)}) and {report.meta} "
+        f"records; {report.present} already there (remote '{report.remote}')"
+    )
+
+
+@app.command()
+def gc(
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", help="Keep the N most recent snapshots.")
+    ] = None,
+    keep: Annotated[list[str], typer.Option("--keep", help="Also keep snapshot SIG.")] = [],  # noqa: B006
+    remote: RemoteOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop what no kept snapshot reaches."""
+    from repro.maintenance import gc as do_gc
+
+    report = do_gc(_project(), remote, keep_last, keep, dry_run)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    print(
+        f"{report.store}: {verb} {report.objects} objects ({_human_bytes(report.bytes)}), "
+        f"{report.snapshots} snapshots, {report.runs} run-cache entries; kept "
+        f"{report.kept_snapshots} snapshots"
+    )
+
+
+@app.command()
+def fsck(remote: RemoteOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-hash every object; report corrupt or missing ones."""
+    from repro.maintenance import fsck as do_fsck
+
+    report = do_fsck(_project(), remote)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        print(
+            f"{report.store}: {report.checked} objects checked, {len(report.corrupt)} corrupt, "
+            f"{len(report.missing)} missing"
+        )
+        for k in report.corrupt:
+            print(f"corrupt: {k}")
+        for h in report.missing:
+            print(f"missing: {h}")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -35,13 +35,15 @@ def add_and_record(
     from repro.records import make_record, save_record
     from repro.snapshots import record_snapshot
 
+    from repro.pipeline.runlock import run_lock
+
     started = time.time()
-    added = add(project, paths, progress)
-    sig = record_snapshot(project)
-    save_record(
-        project.cache.backend,
-        make_record(project, new_run_id(started), "add", started, time.time(), sig, "ok", []),
-    )
+    with run_lock(project.dot):  # gc holds it too: it never sees half-added data
+        added = add(project, paths, progress)
+        sig = record_snapshot(project)
+        record = make_record(project, new_run_id(started), "add", started, time.time(), sig,
+                             "ok", [])
+        save_record(project.cache.backend, record)
     return added, sig
 
 

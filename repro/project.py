@@ -60,6 +60,7 @@ class Project:
                 f.write(CONFIG_TEMPLATE)
         with open(os.path.join(dot, ".gitignore"), "w") as f:
             f.write(DOT_GITIGNORE)
+        open(os.path.join(dot, "run.lock"), "a").close()
         spec = os.path.join(root, SPEC_FILE)
         if not os.path.exists(spec):
             with open(spec, "w") as f:

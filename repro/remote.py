@@ -1,14 +1,229 @@
-"""Remotes: named fsspec stores with the cache's layout, configured in `.repro/config.toml`."""
+"""Remotes: named fsspec stores with the cache's layout, configured in `.repro/config.toml`.
+
+`[remote.NAME] url = "s3://bucket/prefix"` with `[remote.NAME.options]` passed to fsspec as
+storage options (`endpoint_url`, `profile`, `region_name` …); `[core] remote = NAME` names the
+default. Credentials never go here: they come from the environment and the usual cloud config
+files. Errors from a remote become one sentence naming the remote and what to check.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
+from repro.config import save_config
+from repro.errors import NotFoundError, ReproError, UsageError
 from repro.project import Project
+from repro.store.objects import ObjectStore
+
+T = TypeVar("T")
+EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+}
+
+
+class RemoteError(ReproError):
+    """A remote is unreachable, missing, or refuses us."""
 
 
 def default_remote_name(project: Project) -> str | None:
     return (project.config.get("core") or {}).get("remote")
+
+
+def remote_config(project: Project, name: str) -> dict[str, Any]:
+    remotes = project.config.get("remote") or {}
+    if name not in remotes:
+        raise NotFoundError(
+            f".repro/config.toml: no remote named '{name}' (see 'repro remote list')."
+        )
+    return remotes[name]
+
+
+def _coerce(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def add_remote(
+    project: Project,
+    name: str,
+    url: str,
+    default: bool = False,
+    options: list[str] | None = None,
+    force: bool = False,
+) -> None:
+    cfg = dict(project.config)
+    remotes = dict(cfg.get("remote") or {})
+    if name in remotes and not force:
+        raise UsageError(f"remote '{name}' exists already (use --force to replace it).")
+    opts = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-o {item!r}: options are KEY=VALUE.")
+        if key.lower() in (
+            "key",
+            "secret",
+            "token",
+            "password",
+            "aws_secret_access_key",
+            "secret_access_key",
+            "account_key",
+            "sas_token",
+        ):
+            raise UsageError(
+                f"-o {key}: credentials do not belong in .repro/config.toml (it is "
+                "committed to git); use environment variables or a cloud profile."
+            )
+        opts[key] = _coerce(value)
+    entry: dict[str, Any] = {"url": url}
+    if opts:
+        entry["options"] = opts
+    remotes[name] = entry
+    cfg["remote"] = remotes
+    if default or not (cfg.get("core") or {}).get("remote"):
+        cfg["core"] = {**(cfg.get("core") or {}), "remote": name}
+    save_config(project.config_path, cfg)
+    project.__dict__.pop("config", None)
+
+
+def remove_remote(project: Project, name: str) -> None:
+    cfg = dict(project.config)
+    remotes = dict(cfg.get("remote") or {})
+    if name not in remotes:
+        raise NotFoundError(f".repro/config.toml: no remote named '{name}'.")
+    del remotes[name]
+    cfg["remote"] = remotes
+    if (cfg.get("core") or {}).get("remote") == name:
+        core = dict(cfg["core"])
+        del core["remote"]
+        cfg["core"] = core
+    save_config(project.config_path, cfg)
+    project.__dict__.pop("config", None)
+
+
+def set_default(project: Project, name: str) -> None:
+    remote_config(project, name)
+    cfg = dict(project.config)
+    cfg["core"] = {**(cfg.get("core") or {}), "remote": name}
+    save_config(project.config_path, cfg)
+    project.__dict__.pop("config", None)
+
+
+def list_remotes(project: Project) -> list[dict[str, Any]]:
+    default = default_remote_name(project)
+    return [
+        {"name": n, "url": r.get("url"), "options": r.get("options", {}), "default": n == default}
+        for n, r in (project.config.get("remote") or {}).items()
+    ]
+
+
+def open_remote(project: Project, name: str | None = None) -> tuple[str, ObjectStore]:
+    """The named (or default) remote as an object store."""
+    name = name or default_remote_name(project)
+    if not name:
+        raise NotFoundError(
+            "no remote given and no default remote set (repro remote add NAME URL --default)."
+        )
+    rc = remote_config(project, name)
+    url = rc.get("url")
+    if not isinstance(url, str) or not url:
+        raise NotFoundError(f".repro/config.toml: remote '{name}' has no url.")
+    from repro.store.backend import open_backend
+
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    try:
+        backend = open_backend(url, dict(rc.get("options") or {}))
+    except ImportError:
+        from repro.errors import MissingExtraError
+
+        raise MissingExtraError(f"remote '{name}' ({url})", EXTRAS.get(scheme, "all")) from None
+    except ValueError as exc:
+        raise RemoteError(f"remote '{name}' ({url}): {exc}") from None
+    return name, ObjectStore(backend, name=f"remote '{name}'")
+
+
+@contextlib.contextmanager
+def remote_errors(name: str, url: str) -> Iterator[None]:
+    """Turn a backend's exceptions into one sentence about the remote."""
+    try:
+        yield
+    except ReproError:
+        raise
+    except PermissionError as exc:
+        raise RemoteError(
+            f"remote '{name}' ({url}): access denied ({_short(exc)}); check the "
+            "credentials in your environment or cloud profile."
+        ) from None
+    except FileNotFoundError as exc:
+        raise RemoteError(
+            f"remote '{name}' ({url}): not found ({_short(exc)}); does the bucket or folder exist?"
+        ) from None
+    except (OSError, ConnectionError, TimeoutError) as exc:
+        raise RemoteError(f"remote '{name}' ({url}): cannot be reached ({_short(exc)}).") from None
+    except Exception as exc:  # botocore and friends raise their own classes
+        text = _short(exc)
+        if any(
+            w in text
+            for w in (
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "Forbidden",
+                "403",
+            )
+        ):
+            raise RemoteError(
+                f"remote '{name}' ({url}): access denied ({text}); check the credentials."
+            ) from None
+        if any(w in text for w in ("NoSuchBucket", "404")):
+            raise RemoteError(
+                f"remote '{name}' ({url}): the bucket does not exist ({text})."
+            ) from None
+        if any(w in text.lower() for w in ("connect", "endpoint", "timeout", "resolve")):
+            raise RemoteError(f"remote '{name}' ({url}): cannot be reached ({text}).") from None
+        raise RemoteError(f"remote '{name}' ({url}): {type(exc).__name__}: {text}") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+TRANSIENT = (ConnectionError, TimeoutError)
+
+
+def retry(fn: Callable[[], T], attempts: int = 4, base: float = 0.2) -> T:
+    """Call `fn`, retrying transient failures with jittered exponential backoff."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except TRANSIENT:
+            if i == attempts - 1:
+                raise
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError | PermissionError) or i == attempts - 1:
+                raise
+        time.sleep(base * (2**i) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def fetch_missing(project: Project, missing: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -20,14 +235,3 @@ def fetch_missing(project: Project, missing: list[tuple[str, str]]) -> list[tupl
 
     got = fetch_objects(project, name, {h for _, h in missing})
     return [(p, h) for p, h in missing if h not in got]
-
-
-def remote_config(project: Project, name: str) -> dict[str, Any]:
-    from repro.errors import NotFoundError
-
-    remotes = project.config.get("remote") or {}
-    if name not in remotes:
-        raise NotFoundError(
-            f".repro/config.toml: no remote named '{name}' (see 'repro remote list')."
-        )
-    return remotes[name]

@@ -128,6 +128,7 @@ class Runner:
         echo: IO[str] | None = None,
         executor: Executor | None = None,
         verify: bool = False,
+        use_remote: bool = True,
     ) -> None:
         self.project = project
         self.force = force
@@ -135,6 +136,9 @@ class Runner:
         self.jobs = max(1, jobs)
         self.echo = echo
         self.verify = verify
+        from repro.remote import default_remote_name
+
+        self.remote = default_remote_name(project) if use_remote else None
         self.run_id = new_run_id()
         self.cancel = threading.Event()
         self.spec: Spec = load_spec(project)
@@ -194,6 +198,10 @@ class Runner:
             return out
         if not self.force and not stage.always_changed:
             hit = runcache.get_entry(self.project.cache.backend, inputs.signature)
+            if (hit is None or not self._restorable(stage, hit)) and self.remote:
+                from repro.transfer import fetch_run
+
+                hit = fetch_run(self.project, inputs.signature, self.remote)
             if hit is not None and self._restorable(stage, hit):
                 out.status = "restored"
                 if not self.dry_run:
@@ -424,6 +432,8 @@ def run(
     wait_lock: float = 0.0,
     verify: bool = False,
     executor: Executor | None = None,
+    use_remote: bool = True,
+    push: bool = False,
 ) -> RunResult:
     """Run the pipeline (Python API of `repro run`)."""
     from repro.pipeline.runlock import run_lock
@@ -436,12 +446,17 @@ def run(
         echo=echo,
         executor=executor,
         verify=verify,
+        use_remote=use_remote,
     )
     ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
     with ctx:
         result = runner.run(targets, downstream)
         if not dry_run:
             _record(project, runner, result, "verify" if verify else "run")
+    if push and not dry_run:
+        from repro.transfer import push as push_cache
+
+        push_cache(project)
     return result
 
 

@@ -1,0 +1,263 @@
+"""Push and pull between the local cache and a remote: only what the other side lacks.
+
+Presence is learned in bulk (one listing of each side), never one request per object. Objects
+move in parallel threads; each lands atomically (temporary name then rename, or a single put), so
+an interrupted transfer is simply run again and finishes the work. Every object fetched from a
+remote is verified against its hash before it enters the local cache: a corrupted or truncated
+one is reported with its key and never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from repro.errors import CorruptObjectError, ReproError
+from repro.hashing.filehash import hash_file
+from repro.hashing.state import StatKey, now_ns
+from repro.lockfile import load_lock
+from repro.project import Project
+from repro.remote import open_remote, remote_errors, retry
+from repro.store.links import read_only_mode
+from repro.store.objects import ObjectStore, object_key
+
+META = ("runs", "snapshots", "records")
+Progress = Callable[[int, int], None]  # (files, bytes) just moved
+
+
+@dataclass
+class TransferReport:
+    remote: str
+    objects: int = 0
+    bytes: int = 0
+    meta: int = 0
+    present: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "remote": self.remote,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "metadata": self.meta,
+            "already_there": self.present,
+            "corrupt": self.corrupt,
+            "failed": self.failed,
+        }
+
+
+def _closure(store: ObjectStore, roots: Iterable[tuple[str, bool]]) -> set[str]:
+    """Hashes reachable from (hash, is_dir) roots: trees and their files."""
+    out: set[str] = set()
+    for h, isdir in roots:
+        out.add(h)
+        if isdir:
+            with contextlib.suppress(ReproError):
+                out.update(e.hash for e in store.get_tree(h).entries)
+    return out
+
+
+def lock_roots(project: Project, targets: list[str] | None = None) -> list[tuple[str, bool]]:
+    """(hash, is_dir) of what `repro.lock` references: outputs and data, or those of `targets`
+    (stage names or paths)."""
+    lock = load_lock(project.lock_path)
+    roots = []
+    for rel, d in lock.data.items():
+        if not targets or rel in targets:
+            roots.append((d["hash"], bool(d.get("isdir"))))
+    for name, entry in lock.stages.items():
+        for rel, d in (entry.get("outs") or {}).items():
+            if d.get("cache", True) and (not targets or name in targets or rel in targets):
+                roots.append((d["hash"], bool(d.get("isdir"))))
+    return roots
+
+
+def _keys(store: ObjectStore, folder: str) -> set[str]:
+    return set(store.backend.list(folder))
+
+
+def push(
+    project: Project,
+    remote: str | None = None,
+    targets: list[str] | None = None,
+    jobs: int = 8,
+    progress: Progress | None = None,
+) -> TransferReport:
+    name, rstore = open_remote(project, remote)
+    local = project.cache
+    report = TransferReport(name)
+    with remote_errors(name, rstore.backend.url):
+        want = _closure(local, lock_roots(project, targets)) if targets else local.all_hashes()
+        want = {h for h in want if local.has(h)}
+        have = retry(rstore.all_hashes)
+        todo = sorted(want - have)
+        report.present = len(want & have)
+        lb = local.local
+        assert lb is not None
+
+        def up(h: str) -> None:
+            path = lb.path(object_key(h))
+            size = os.path.getsize(path)
+            try:
+                retry(lambda: rstore.backend.put_file(path, object_key(h)))
+            except (OSError, ConnectionError):
+                report.failed.append(h)
+                return
+            report.objects += 1
+            report.bytes += size
+            if progress:
+                progress(1, size)
+
+        _parallel(up, todo, jobs)
+        if report.failed:
+            raise ReproError(
+                f"push to remote '{name}': {len(report.failed)} objects failed "
+                "to upload; run 'repro push' again to finish."
+            )
+        for folder in META:  # after the objects: a run entry never points at absent outputs
+            mine = _keys(local, folder)
+            theirs = retry(lambda folder=folder: _keys(rstore, folder))
+            for key in sorted(mine - theirs):
+                data = local.backend.read_bytes(key)
+                retry(lambda key=key, data=data: rstore.backend.write_bytes(key, data))
+                report.meta += 1
+    return report
+
+
+def _parallel(fn: Callable[[str], None], items: list[str], jobs: int) -> None:
+    if not items:
+        return
+    if jobs <= 1 or len(items) == 1:
+        for it in items:
+            fn(it)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(fn, items))
+
+
+def _download(project: Project, rstore: ObjectStore, h: str, name: str) -> int:
+    """Fetch one object, verify it, and move it into the local cache. Returns its size."""
+    lb = project.cache.local
+    assert lb is not None
+    dst = lb.ensure_parent(object_key(h))
+    tmp = lb.tmp_path()
+    try:
+        retry(lambda: rstore.backend.get_file(object_key(h), tmp))
+        checked = now_ns()
+        if hash_file(tmp) != h:
+            raise CorruptObjectError(
+                f"remote '{name}': object {object_key(h)} is corrupted (its content does not "
+                "match its hash); it was not used."
+            )
+        size = os.path.getsize(tmp)
+        os.chmod(tmp, read_only_mode(False))
+        os.replace(tmp, dst)
+        project.state.put_many([(dst, StatKey.of(os.stat(dst)), h, checked)])
+        return size
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def fetch_objects(
+    project: Project,
+    remote: str | None,
+    hashes: set[str],
+    jobs: int = 8,
+    progress: Progress | None = None,
+    report: TransferReport | None = None,
+) -> set[str]:
+    """Fetch `hashes` (and, for trees, their files) that the local cache lacks. Returns the
+    hashes now present locally."""
+    name, rstore = open_remote(project, remote)
+    report = report or TransferReport(name)
+    local = project.cache
+    got: set[str] = {h for h in hashes if local.has(h)}
+    with remote_errors(name, rstore.backend.url):
+        available = retry(rstore.all_hashes)
+        first = sorted(h for h in hashes - got if h in available)
+
+        def down(h: str) -> None:
+            try:
+                size = _download(project, rstore, h, name)
+            except CorruptObjectError as exc:
+                report.corrupt.append(exc.message)
+                return
+            got.add(h)
+            report.objects += 1
+            report.bytes += size
+            if progress:
+                progress(1, size)
+
+        _parallel(down, first, jobs)
+        # Trees fetched (or present) may name files we lack.
+        inner: set[str] = set()
+        for h in hashes & got:
+            with contextlib.suppress(ReproError):
+                inner.update(e.hash for e in local.get_tree(h).entries)
+        second = sorted(h for h in inner if not local.has(h) and h in available)
+        _parallel(down, second, jobs)
+        got |= {h for h in inner if local.has(h)}
+    if report.corrupt:
+        raise CorruptObjectError(
+            report.corrupt[0]
+            + (f" ({len(report.corrupt) - 1} more)" if len(report.corrupt) > 1 else "")
+        )
+    return got
+
+
+def pull(
+    project: Project,
+    remote: str | None = None,
+    targets: list[str] | None = None,
+    jobs: int = 8,
+    progress: Progress | None = None,
+    checkout: bool = True,
+) -> TransferReport:
+    """Fetch the metadata the local cache lacks and the objects `repro.lock` needs, then put
+    the lock's outputs and data into the workspace."""
+    name, rstore = open_remote(project, remote)
+    report = TransferReport(name)
+    local = project.cache
+    with remote_errors(name, rstore.backend.url):
+        for folder in META:
+            theirs = retry(lambda folder=folder: _keys(rstore, folder))
+            mine = _keys(local, folder)
+            for key in sorted(theirs - mine):
+                data = retry(lambda key=key: rstore.backend.read_bytes(key))
+                local.backend.write_bytes(key, data)
+                report.meta += 1
+        roots = lock_roots(project, targets)
+        # Trees first (they name the files), then everything they reach.
+        fetch_objects(project, name, {h for h, _ in roots}, jobs, progress, report)
+    if checkout:
+        from repro.data import checkout_lock
+
+        checkout_lock(project)
+    return report
+
+
+def fetch_run(project: Project, signature: str, remote: str | None = None):
+    """The remote run cache: the entry for `signature` with all its outputs fetched, or None."""
+    from repro.pipeline import runcache
+
+    name, rstore = open_remote(project, remote)
+    with remote_errors(name, rstore.backend.url):
+        entry = runcache.get_entry(rstore.backend, signature)
+        if entry is None:
+            return None
+        roots = {h.hash for h in entry.outs.values()}
+        got = fetch_objects(project, name, roots)
+        for h in entry.outs.values():
+            if h.hash not in got:
+                return None
+            if h.isdir and not all(
+                project.cache.has(e.hash) for e in project.cache.get_tree(h.hash).entries
+            ):
+                return None
+        project.cache.backend.write_bytes(runcache.runcache_key(signature), entry.encode())
+    return entry
