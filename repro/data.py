@@ -41,8 +41,9 @@ def add_and_record(
     with run_lock(project.dot):  # gc holds it too: it never sees half-added data
         added = add(project, paths, progress)
         sig = record_snapshot(project)
-        record = make_record(project, new_run_id(started), "add", started, time.time(), sig,
-                             "ok", [])
+        record = make_record(
+            project, new_run_id(started), "add", started, time.time(), sig, "ok", []
+        )
         save_record(project.cache.backend, record)
     return added, sig
 

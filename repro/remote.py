@@ -158,6 +158,8 @@ def open_remote(project: Project, name: str | None = None) -> tuple[str, ObjectS
         raise MissingExtraError(f"remote '{name}' ({url})", EXTRAS.get(scheme, "all")) from None
     except ValueError as exc:
         raise RemoteError(f"remote '{name}' ({url}): {exc}") from None
+    with remote_errors(name, url):
+        retry(backend.check)
     return name, ObjectStore(backend, name=f"remote '{name}'")
 
 

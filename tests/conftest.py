@@ -51,9 +51,9 @@ def git(cwd: str | os.PathLike[str], *args: str) -> str:
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@example.com",
     }
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout
+    p = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, f"git {' '.join(args)}: {p.stdout}{p.stderr}"
+    return p.stdout
 
 
 @pytest.fixture

@@ -52,6 +52,9 @@ class Backend(ABC):
     def is_local(self) -> bool:
         return False
 
+    def check(self) -> None:
+        """Raise FileNotFoundError / PermissionError / OSError when the store cannot be used."""
+
 
 class LocalBackend(Backend):
     """A folder on this machine."""
@@ -146,6 +149,17 @@ class FsspecBackend(Backend):
 
     def _p(self, key: str) -> str:
         return f"{self.root}/{key}" if self.root else key
+
+    def check(self) -> None:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        if protocol in ("file", "local", "memory"):
+            self.fs.makedirs(self.root, exist_ok=True)
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.ls(bucket, detail=False, refresh=True)  # raises on 403 (exists() would not)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"bucket '{bucket}' does not exist") from None
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._p(key)))
