@@ -173,7 +173,10 @@ def bench_checkout(base: str, n: int, rows: list[dict]) -> None:
     rows.append(row)
 
 
-CHAIN_STAGE = "  s{i}:\n    cmd: cat {dep} > o{i}.txt; echo {i} >> o{i}.txt\n    deps: [{dep}]\n    outs: [o{i}.txt]\n"
+CHAIN_STAGE = (
+    "  s{i}:\n    cmd: cat {dep} > o{i}.txt; echo {i} >> o{i}.txt\n"
+    "    deps: [{dep}]\n    outs: [o{i}.txt]\n"
+)
 
 
 def bench_chain(base: str, n: int, rows: list[dict]) -> None:

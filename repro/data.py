@@ -31,11 +31,10 @@ def add_and_record(
     """`repro add`: track `paths`, then record a snapshot and a run record (kind `add`)."""
     import time
 
+    from repro.pipeline.runlock import run_lock
     from repro.pipeline.runner import new_run_id
     from repro.records import make_record, save_record
     from repro.snapshots import record_snapshot
-
-    from repro.pipeline.runlock import run_lock
 
     started = time.time()
     with run_lock(project.dot):  # gc holds it too: it never sees half-added data

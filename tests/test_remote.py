@@ -26,7 +26,9 @@ AWS_ENV = {
 SPEC = """\
 stages:
   prep:
-    cmd: echo prep >> "$COUNTER"; mkdir -p feats; for i in 1 2 3; do echo "$i $(cat raw.txt)" > feats/$i.txt; done
+    cmd: >-
+      echo prep >> "$COUNTER"; mkdir -p feats;
+      for i in 1 2 3; do echo "$i $(cat raw.txt)" > feats/$i.txt; done
     deps: [raw.txt]
     outs: [feats]
   train:
@@ -165,7 +167,7 @@ def test_interrupted_push_is_finished_by_running_it_again(tmp_path, remote_url) 
 
 def test_concurrent_pushes_do_not_corrupt_each_other(tmp_path, remote_url) -> None:
     url, opts = remote_url
-    origin, counter = make_origin(tmp_path, url, opts)
+    origin, _counter = make_origin(tmp_path, url, opts)
     for i in range(40):
         write(origin, f"data/f{i}.bin", os.urandom(2000))
     cli_at(origin, "add", "data", ok=True)
@@ -183,7 +185,7 @@ def test_concurrent_pushes_do_not_corrupt_each_other(tmp_path, remote_url) -> No
         for root in (origin, twin)
     ]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     fsck = cli_at(origin, "fsck", "--remote", "origin", "--json", ok=True).json()
     assert fsck["ok"] and fsck["checked"] >= 41

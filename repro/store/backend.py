@@ -52,7 +52,7 @@ class Backend(ABC):
     def is_local(self) -> bool:
         return False
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - a no-op by default; remote backends override it
         """Raise FileNotFoundError / PermissionError / OSError when the store cannot be used."""
 
 
