@@ -357,12 +357,21 @@ def status(
             if r.state == "up-to-date":
                 print(f"{r.name}: up to date")
             else:
-                why = "; ".join(f"{x.kind}: {x.target}" for x in r.reasons)
+                why = "; ".join(_reason_text(x) for x in r.reasons)
                 print(f"{r.name}: stale ({why})")
         if not rows:
             print("no stages in repro.yaml")
     if exit_code and any(r.state == "stale" for r in rows):
         raise typer.Exit(1)
+
+
+def _reason_text(r) -> str:
+    if r.kind == "image" and r.old and r.new:
+        return (
+            f"image: {r.target} now points at {r.new}, locked {r.old}; "
+            "'repro lock --update' moves to it"
+        )
+    return f"{r.kind}: {r.target}"
 
 
 @app.command()
@@ -623,6 +632,41 @@ def fsck(remote: RemoteOpt = None, as_json: JsonOpt = False) -> None:
             print(f"missing: {h}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("lock")
+def lock_cmd(
+    update: Annotated[bool, typer.Option("--update", help="Re-resolve every tag.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Resolve stage images to immutable digests and write them to repro.lock."""
+    from repro.execution.images import lock_images
+
+    changes = lock_images(_project(), update)
+    if as_json:
+        _emit_json({ref: {"old": old, "new": new} for ref, (old, new) in changes.items()})
+        return
+    if not changes:
+        print("no stage declares an image")
+    for ref, (old, new) in changes.items():
+        if old and old != new:
+            print(f"{ref}: {old} -> {new}")
+        else:
+            print(f"{ref}: {new}")
+
+
+@app.command()
+def env(as_json: JsonOpt = False) -> None:
+    """The environment fingerprint of this interpreter: Python, platform, distributions."""
+    from repro.pipeline.envfp import current_environment
+
+    fp = current_environment()
+    if as_json:
+        _emit_json(fp)
+        return
+    print(f"python {fp['python']} ({fp['executable']}) on {fp['platform']}")
+    for name, version in fp["packages"].items():
+        print(f"  {name} {version}")
 
 
 def main() -> None:

@@ -286,7 +286,11 @@ class Runner:
             from repro.execution.base import echo_line
 
             echo_line(self.echo, "", f"Running stage '{stage.name}':\n> {stage.cmd}")
-        result = self.executor_for(stage).run(req, self.cancel)
+        try:
+            result = self.executor_for(stage).run(req, self.cancel)
+        except ReproError as exc:
+            out.status, out.message = "failed", exc.message
+            return False
         out.exit_code = result.exit_code
         out.seconds = result.seconds
         out.stdout = self._keep_log(req.stdout_path)
@@ -369,6 +373,8 @@ class Runner:
         names = select(self.graph, targets, downstream)
         if self.verify:
             names = [n for n in names if not targets or n in targets]
+        if not self.dry_run:
+            self._lock_images(names)
         pending = {n: {u for u in self.graph.upstream[n] if u in names} for n in names}
         ready = [n for n in names if not pending[n]]
         futures: dict[Future, str] = {}
@@ -403,6 +409,15 @@ class Runner:
         if not self.dry_run and not self.verify:
             self._write_lock(result, full=not targets)
         return result
+
+    def _lock_images(self, names: list[str]) -> None:
+        """Resolve image tags not yet in repro.lock (once); locked ones are never re-resolved."""
+        from repro.execution.images import is_pinned, resolve
+
+        for name in names:
+            ref = self.spec.stages[name].image
+            if ref and not is_pinned(ref) and ref not in self.lock.images:
+                self.lock.images[ref] = resolve(ref, stage=name)
 
     def _write_lock(self, result: RunResult, full: bool) -> None:
         lock = load_lock(self.project.lock_path)  # re-read: only our stages change

@@ -30,7 +30,10 @@ class Reason:
     new: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target}
+        d: dict[str, Any] = {"kind": self.kind, "target": self.target}
+        if self.kind == "image" and self.old != self.new:
+            d["old"], d["new"] = self.old, self.new  # both digests
+        return d
 
 
 @dataclass
@@ -53,6 +56,25 @@ def image_digest(lock: Lock, stage: Stage) -> str | None:
     if not stage.image:
         return None
     return lock.images.get(stage.image, stage.image)
+
+
+def image_drift(stage: Stage, lock: Lock) -> list[Reason]:
+    """A locked tag that now points at another image: stale, kind `image`, both digests."""
+    from repro.execution.images import is_pinned
+
+    if not stage.image or is_pinned(stage.image) or stage.image not in lock.images:
+        return []
+    from repro.errors import ReproError
+    from repro.execution.images import resolve
+
+    try:
+        now = resolve(stage.image)
+    except ReproError:
+        return []  # no engine to ask: the locked digest stands
+    locked = lock.images[stage.image]
+    if now == locked:
+        return []
+    return [Reason("image", stage.image, locked, now)]
 
 
 def input_reasons(stage: Stage, inputs: StageInputs, entry: dict[str, Any] | None) -> list[Reason]:
@@ -166,6 +188,7 @@ def status(project: Project, targets: list[str] | None = None) -> list[StageStat
         try:
             inputs = compute_inputs(project, stage, image_digest(lock, stage))
             reasons += input_reasons(stage, inputs, entry)
+            reasons += image_drift(stage, lock)
         except PathError as exc:
             if not stale_ups:
                 raise

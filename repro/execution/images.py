@@ -1,0 +1,100 @@
+"""Container images: resolve a reference to an immutable digest through the docker SDK.
+
+A pinned reference (`name@sha256:…`) is its own digest. A tag resolves to the registry digest the
+engine knows for it (`RepoDigests`), or, for an image that was never pushed, to its image id —
+itself a content digest (sha256 of the image config). `repro lock` writes the results to
+`repro.lock`; runs use the locked digest, never the moving tag.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from repro.errors import MissingExtraError, ReproError
+
+
+class ImageError(ReproError):
+    """An image that cannot be resolved or run, or no engine to ask."""
+
+
+def is_pinned(ref: str) -> bool:
+    return "@sha256:" in ref
+
+
+def client() -> Any:
+    try:
+        import docker
+    except ImportError:
+        raise MissingExtraError("running stages in containers", "docker") from None
+    try:
+        c = docker.DockerClient(
+            base_url=os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
+            version="auto",
+            timeout=60,
+        )
+        c.ping()
+        return c
+    except Exception as exc:
+        host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        raise ImageError(
+            f"no Docker engine answers at {host} ({_first_line(exc)}); start one "
+            "or set DOCKER_HOST."
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    return (s.splitlines()[0] if s else type(exc).__name__)[:200]
+
+
+def resolve(ref: str, docker_client: Any | None = None, stage: str | None = None) -> str:
+    """The digest `ref` stands for now."""
+    if is_pinned(ref):
+        return ref
+    c = docker_client or client()
+    import docker.errors
+
+    try:
+        image = c.images.get(ref)
+    except docker.errors.ImageNotFound:
+        try:
+            return c.images.get_registry_data(ref).id
+        except Exception as exc:
+            who = f"stage '{stage}': " if stage else ""
+            raise ImageError(
+                f"{who}image '{ref}' is not present and cannot be resolved from a "
+                f"registry ({_first_line(exc)})."
+            ) from None
+    repo = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+    for rd in image.attrs.get("RepoDigests") or []:
+        if rd.split("@", 1)[0] == repo:
+            return rd
+    return image.id  # local, never pushed: lock by image id
+
+
+def lock_images(project: Any, update: bool = False) -> dict[str, tuple[str | None, str]]:
+    """Resolve every stage's image reference; returns ref -> (old digest, new digest)."""
+    from repro.lockfile import load_lock, save_lock
+    from repro.pipeline.spec import load_spec
+
+    spec = load_spec(project)
+    lock = load_lock(project.lock_path)
+    refs = sorted({st.image for st in spec.stages.values() if st.image})
+    changes: dict[str, tuple[str | None, str]] = {}
+    c = None
+    for ref in refs:
+        old = lock.images.get(ref)
+        if old and not update:
+            changes[ref] = (old, old)
+            continue
+        if c is None and not is_pinned(ref):
+            c = client()
+        new = resolve(ref, c)
+        changes[ref] = (old, new)
+        lock.images[ref] = new
+    for ref in list(lock.images):
+        if ref not in refs:
+            del lock.images[ref]
+    save_lock(project.lock_path, lock)
+    return changes
