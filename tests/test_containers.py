@@ -212,3 +212,20 @@ def test_env_and_package_version_diff(project, cli, tmp_path) -> None:
         {"kind": "env", "target": "fakepkg", "old": "2.3.1", "new": "2.4.6", "severity": "major"}
     ]
     assert "fakepkg: 2.3.1 -> 2.4.6" in cli("diff", a, b, env=env, ok=True).out
+
+
+def test_environment_fingerprint_is_taken_inside_the_image(project, cli, engine, image) -> None:
+    env = {"DOCKER_HOST": engine.host}
+    write(project.root, "in.txt", "x")
+    write(
+        project.root,
+        "repro.yaml",
+        spec(
+            "cat in.txt > out.txt",
+            extra="    environment:\n      python: true\n      packages: [xxhash]\n",
+        ),
+    )
+    r = cli("run", "--json", env=env, ok=True).json()
+    show = cli("show", r["snapshot"], "--json", ok=True).json()
+    # busybox has no Python: the host's Python and xxhash must not be what was recorded.
+    assert show["stages"]["box"]["environment"] == {"python": None, "packages": {"xxhash": None}}

@@ -172,7 +172,7 @@ def test_concurrent_pushes_do_not_corrupt_each_other(tmp_path, remote_url) -> No
         write(origin, f"data/f{i}.bin", os.urandom(2000))
     cli_at(origin, "add", "data", ok=True)
     twin = str(tmp_path / "twin")
-    shutil.copytree(origin, twin)
+    shutil.copytree(origin, twin, ignore=shutil.ignore_patterns("state.db*"))
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "repro.cli", "push", "-j", "4"],

@@ -84,3 +84,66 @@ def env_changes(
             if a.get(name) != b.get(name):
                 out.append((name, a.get(name), b.get(name)))
     return out
+
+
+_PROBE = (
+    "import json, sys, platform\n"
+    "from importlib import metadata\n"
+    "pk = {}\n"
+    "for d in metadata.distributions():\n"
+    "    n = d.metadata['Name']\n"
+    "    if n: pk[n.lower().replace('_', '-').replace('.', '-')] = d.version\n"
+    "print(json.dumps({'python': platform.python_version(),"
+    " 'platform': sys.platform + '-' + platform.machine(), 'packages': pk}))\n"
+)
+
+
+def image_environment(tmp_dir: str, digest: str) -> dict[str, Any]:
+    """The environment inside an image (Python, platform, distributions), probed once per
+    digest with a short-lived container and remembered in `.repro/tmp/envfp/`."""
+    import json
+    import os
+
+    path = os.path.join(tmp_dir, "envfp", digest.replace("/", "_").replace(":", "_") + ".json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        pass
+    from repro.execution.images import client
+
+    script = (
+        f"if command -v python3 >/dev/null 2>&1; then python3 -c {_sh_quote(_PROBE)}; "
+        'else echo \'{"python": null, "platform": null, "packages": {}}\'; fi'
+    )
+    out = client().containers.run(
+        digest, ["sh", "-c", script], remove=True, network_mode="none", stdout=True, stderr=False
+    )
+    env = json.loads(out.decode().strip().splitlines()[-1])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(env, f, sort_keys=True)
+    return env
+
+
+def _sh_quote(s: str) -> str:
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def fingerprint_from(
+    env: dict[str, Any], spec: EnvironmentSpec, lockfile_hashes: dict[str, str]
+) -> dict[str, Any]:
+    """`fingerprint` over a probed environment (an image's) instead of this interpreter."""
+    fp: dict[str, Any] = {}
+    if spec.python:
+        fp["python"] = env.get("python")
+    if spec.platform:
+        fp["platform"] = env.get("platform")
+    dists = env.get("packages") or {}
+    if spec.all_packages:
+        fp["packages"] = dict(sorted(dists.items()))
+    elif spec.packages:
+        fp["packages"] = {p: dists.get(_norm(p)) for p in spec.packages}
+    if spec.lockfiles:
+        fp["lockfiles"] = dict(sorted(lockfile_hashes.items()))
+    return fp

@@ -100,7 +100,13 @@ def compute_inputs(project: Project, stage: Stage, image_digest: str | None = No
         lock_hashes = {
             rel: hasher.hash_path(project.abs(rel)).hash for rel in stage.environment.lockfiles
         }
-        environment = fingerprint(stage.environment, lock_hashes)
+        if stage.image and image_digest:
+            from repro.pipeline.envfp import fingerprint_from, image_environment
+
+            probed = image_environment(project.tmp_dir, image_digest)
+            environment = fingerprint_from(probed, stage.environment, lock_hashes)
+        else:
+            environment = fingerprint(stage.environment, lock_hashes)
     inputs = StageInputs(
         deps=deps,
         params=stage_params(project, stage),
