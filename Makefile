@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean
+DVC_VENV := .venv-dvc
+
+.PHONY: demo test bench bench-dvc lint venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +29,18 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+## The same benchmarks with DVC 3.67.1 measured beside repro (installed in .venv-dvc).
+$(DVC_VENV)/bin/dvc:
+	$(PYTHON) -m venv $(DVC_VENV)
+	$(DVC_VENV)/bin/pip install -q -U pip
+	$(DVC_VENV)/bin/pip install -q 'dvc==3.67.1'
+
+bench-dvc: $(STAMP) $(DVC_VENV)/bin/dvc
+	REPRO_BENCH_DVC=$(CURDIR)/$(DVC_VENV)/bin/dvc $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check repro tests benchmarks
 	$(BIN)/ruff format --check repro tests benchmarks || true
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DVC_VENV) .pytest_cache .ruff_cache
