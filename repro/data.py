@@ -65,7 +65,7 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
             raise PathError(
                 f"{rel}: is an output of stage '{owner}' in repro.yaml; repro tracks it already."
             )
-    results = [project.hasher.hash_path(project.abs(rel), progress) for rel in rels]
+    results = [project.hasher.hash_path(project.abs(rel), progress, files=True) for rel in rels]
     added = []
     for rel, r in zip(rels, results, strict=True):
         added.append(Added(rel, PathHash.of(r), check_in(project, r)))

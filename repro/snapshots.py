@@ -96,7 +96,7 @@ def build_snapshot(project: Project, lock: Lock | None = None) -> Snapshot:
     lock = lock or load_lock(project.lock_path)
     files: dict[str, dict[str, Any]] = {}
     for rel in _source_files(project, lock):
-        r = project.hasher.hash_path(project.abs(rel))
+        r = project.hasher.hash_path(project.abs(rel), files=True)
         check_in(project, r, link=False)  # code stays writable: copy, never link
         files[rel] = PathHash.of(r).to_dict()
     table_paths = list(lock.data) + [p for e in lock.stages.values() for p in (e.get("outs") or {})]
@@ -195,6 +195,7 @@ def checkout_snapshot(
                 shutil.rmtree(p)
             else:
                 os.unlink(p)
+            project.hasher.invalidate(p)
             report.removed += 1
     for path, d in sorted(targets.items()):
         try:

@@ -67,14 +67,16 @@ def check_in(
     cache = cache or project.cache
     new = 0
     moved: list[tuple[str, StatKey, StatKey]] = []
+    verified: list = []  # stat-cache rows of new objects, written in one transaction
     for f in result.files:
-        if cache.put_file(f.abs, f.hash, f.executable, link=link):
+        if cache.put_file(f.abs, f.hash, f.executable, link=link, state_rows=verified):
             new += 1
             if link:
                 with contextlib.suppress(OSError):
                     moved.append((f.abs, f.key, StatKey.of(os.stat(f.abs))))
     if result.tree is not None:
         cache.put_tree(result.tree)
+    project.state.put_many(verified)
     restat(project.state, moved)
     return new
 
@@ -97,7 +99,7 @@ def save_before_overwrite(
     path = project.abs(rel)
     if not os.path.lexists(path):
         return
-    result = project.hasher.hash_path(path)
+    result = project.hasher.hash_path(path, files=True)
     if result.is_dir:
         missing = any(not cache.has(f.hash) for f in result.files)
         if missing or not cache.has(result.hash):
@@ -121,6 +123,7 @@ def check_out(
     cache = cache or project.cache
     report = report or CheckoutReport()
     path = project.abs(rel)
+    project.hasher.invalidate(path)
     current: HashResult | None = None
     if os.path.lexists(path):
         try:
@@ -130,6 +133,8 @@ def check_out(
         if current is not None and current.hash == want.hash and current.is_dir == want.isdir:
             report.unchanged += current.nfiles
             return report
+        if current is not None and current.is_dir and not current.files:
+            current = project.hasher.hash_path(path, files=True)  # we compare file by file
         if not force:
             save_before_overwrite(project, rel, report, cache)
     if not want.isdir:
@@ -137,6 +142,7 @@ def check_out(
             _remove(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _place(project, cache, [(path, TreeEntry(rel, want.hash, want.size, False))], report)
+        project.hasher.invalidate(path)
         return report
     tree = cache.get_tree(want.hash)
     if current is not None and not current.is_dir:
@@ -159,6 +165,7 @@ def check_out(
     if current is not None:
         _prune_empty_dirs(path)
     os.makedirs(path, exist_ok=True)
+    project.hasher.invalidate(path)
     return report
 
 
@@ -173,19 +180,20 @@ def _place(
     project: Project, cache: ObjectStore, todo: list[tuple[str, TreeEntry]], report: CheckoutReport
 ) -> None:
     """Put each object at its path and record the result in the stat cache."""
-    made: set[str] = set()
+    made: dict[str, int] = {}  # parent folder -> its device
     records = []
     checked = now_ns()
+    sources = cache.verified_paths({e.hash for _, e in todo}) if todo else {}
     for dst, e in todo:
         parent = os.path.dirname(dst)
         if parent not in made:
             if os.path.lexists(parent) and not os.path.isdir(parent):
                 os.unlink(parent)
             os.makedirs(parent, exist_ok=True)
-            made.add(parent)
+            made[parent] = os.stat(parent).st_dev
         if os.path.isdir(dst) and not os.path.islink(dst):
             _remove(dst)
-        cache.checkout_file(e.hash, dst, e.executable)
+        cache.checkout_file(e.hash, dst, e.executable, sources[e.hash], made[parent])
         records.append((dst, StatKey.of(os.stat(dst)), e.hash, checked))
         report.placed += 1
     project.state.put_many(records)

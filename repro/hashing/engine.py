@@ -8,9 +8,10 @@ to a thread pool, since xxhash releases the GIL on large updates.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as statmod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from repro.errors import PathError
@@ -20,6 +21,19 @@ from repro.hashing.tree import Tree, TreeEntry
 from repro.hashing.walk import WalkEntry, walk_files
 
 Progress = Callable[[int], None]
+
+
+def folder_fingerprint(entries: list[WalkEntry]) -> str:
+    """One hash over every file's relative path, inode, size, mtime, ctime and mode: equal
+    fingerprints mean no file was added, removed, renamed, rewritten or chmodded."""
+    import xxhash
+
+    parts = [
+        f"{e.rel}\0{e.st.st_ino}\0{e.st.st_size}\0{e.st.st_mtime_ns}\0{e.st.st_ctime_ns}"
+        f"\0{e.st.st_mode}"
+        for e in entries
+    ]
+    return xxhash.xxh3_128_hexdigest("\n".join(parts).encode())
 
 
 @dataclass
@@ -41,10 +55,13 @@ class HashResult:
     is_dir: bool
     tree: Tree | None = None
     files: list[FileInfo] = field(default_factory=list)
+    count: int | None = None  # files in a folder, when `files` was not built
 
     @property
     def nfiles(self) -> int:
-        return len(self.files) if self.is_dir else 1
+        if not self.is_dir:
+            return 1
+        return self.count if self.count is not None else len(self.files)
 
 
 def _is_exec(st: os.stat_result) -> bool:
@@ -59,6 +76,31 @@ class Hasher:
         self.workers = workers
         self.files_read = 0
         self.bytes_read = 0
+        # Within a `session()`, results are remembered so a folder several stages read is walked
+        # once per run; whoever writes to the workspace calls `invalidate` for what it wrote.
+        self._memo: dict[str, HashResult] | None = None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Remember results until the block ends (one status or run)."""
+        outer = self._memo
+        if outer is None:
+            self._memo = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._memo = None
+
+    def invalidate(self, path: str) -> None:
+        """Forget remembered results for `path`, what lies inside it and the folders holding it."""
+        if not self._memo:
+            return
+        abspath = os.path.abspath(path)
+        inside = abspath.rstrip("/") + "/"
+        for key in list(self._memo):
+            if key == abspath or key.startswith(inside) or inside.startswith(key + "/"):
+                del self._memo[key]
 
     def _hash_entries(
         self,
@@ -108,9 +150,30 @@ class Hasher:
             )
         return infos  # type: ignore[return-value]
 
-    def hash_path(self, path: str, progress: Progress | None = None) -> HashResult:
-        """Hash a file or a folder. Raises PathError for a missing or special path."""
+    def hash_path(
+        self, path: str, progress: Progress | None = None, files: bool = False
+    ) -> HashResult:
+        """Hash a file or a folder. Raises PathError for a missing or special path.
+
+        For a folder whose files' stats all match the last hashing (one fingerprint over every
+        path, inode, size, mtime and ctime), the stored tree hash is returned without per-file
+        work; pass `files=True` when the caller needs each file's hash (to store or compare
+        them)."""
         abspath = os.path.abspath(path)
+        if self._memo is None:
+            return self._hash_path(path, abspath, progress, files)
+        memo = self._memo.get(abspath)
+        if memo is not None and (not files or memo.files or not memo.is_dir):
+            return HashResult(
+                path, memo.hash, memo.size, memo.is_dir, memo.tree, memo.files, memo.count
+            )
+        result = self._hash_path(path, abspath, progress, files)
+        self._memo[abspath] = result
+        return result
+
+    def _hash_path(
+        self, path: str, abspath: str, progress: Progress | None, files: bool
+    ) -> HashResult:
         try:
             st = os.stat(abspath)
         except FileNotFoundError:
@@ -118,13 +181,22 @@ class Hasher:
         except OSError as exc:
             raise PathError(f"{path}: cannot stat ({exc.strerror}).") from None
         if statmod.S_ISDIR(st.st_mode):
+            started = now_ns()
             entries = walk_files(abspath)
+            fingerprint = folder_fingerprint(entries)
+            if not files:
+                hit = self.state.get_folder(abspath, fingerprint, entries)
+                if hit is not None:
+                    h, size = hit
+                    return HashResult(path, h, size, True, None, [], count=len(entries))
             rows = self.state.get_under(abspath)
             infos = self._hash_entries(
                 entries, lambda e, k: self.state.lookup(rows, e.abs, k), progress
             )
             tree = Tree(tuple(TreeEntry(f.rel, f.hash, f.key.size, f.executable) for f in infos))
-            return HashResult(path, tree.hash, tree.size, True, tree, infos)
+            h, size = tree.hash, tree.size
+            self.state.put_folder(abspath, fingerprint, h, size, started)
+            return HashResult(path, h, size, True, tree, infos)
         if not statmod.S_ISREG(st.st_mode):
             raise PathError(f"{path}: not a regular file or folder.")
         entry = WalkEntry(os.path.basename(abspath), abspath, st)

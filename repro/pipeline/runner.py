@@ -253,6 +253,7 @@ class Runner:
         report = CheckoutReport()
         for o in stage.outs:
             p = self.project.abs(o.path)
+            self.project.hasher.invalidate(p)
             if os.path.lexists(p):
                 save_before_overwrite(self.project, o.path, report)
                 if o.persist:
@@ -261,6 +262,7 @@ class Runner:
                     shutil.rmtree(p)
                 else:
                     os.unlink(p)
+                self.project.hasher.invalidate(p)
             os.makedirs(os.path.dirname(p), exist_ok=True)
 
     def _exec(self, stage: Stage, out: StageOutcome) -> bool:
@@ -304,6 +306,8 @@ class Runner:
                 f"stage '{stage.name}' failed: its command exited with code {result.exit_code}"
             )
             return False
+        for o in stage.outs:
+            self.project.hasher.invalidate(self.project.abs(o.path))
         missing = [o.path for o in stage.outs if not os.path.lexists(self.project.abs(o.path))]
         if missing:
             out.status = "failed"
@@ -323,7 +327,7 @@ class Runner:
     def _hash_outputs(self, stage: Stage, link: bool) -> dict[str, PathHash]:
         outs = {}
         for o in stage.outs:
-            r = self.project.hasher.hash_path(self.project.abs(o.path))
+            r = self.project.hasher.hash_path(self.project.abs(o.path), files=True)
             if o.cache:
                 check_in(self.project, r, link=link)
             outs[o.path] = PathHash.of(r)
@@ -464,7 +468,7 @@ def run(
         use_remote=use_remote,
     )
     ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
-    with ctx:
+    with ctx, project.hasher.session():
         result = runner.run(targets, downstream)
         if not dry_run:
             _record(project, runner, result, "verify" if verify else "run")

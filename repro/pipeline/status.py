@@ -172,6 +172,11 @@ def select(graph: Graph, targets: list[str] | None, downstream: bool = False) ->
 
 
 def status(project: Project, targets: list[str] | None = None) -> list[StageStatus]:
+    with project.hasher.session():
+        return _status(project, targets)
+
+
+def _status(project: Project, targets: list[str] | None) -> list[StageStatus]:
     spec = load_spec(project)
     graph = build_graph(spec, project.root)
     lock = load_lock(project.lock_path)

@@ -24,24 +24,29 @@ def _reflink(src: str, tmp: str) -> None:
 
 
 def _tmp_beside(dst: str) -> str:
-    import uuid
+    from repro.store.backend import unique_name
 
-    return os.path.join(
-        os.path.dirname(dst) or ".", f".{os.path.basename(dst)}.repro-{uuid.uuid4().hex[:12]}"
-    )
+    return os.path.join(os.path.dirname(dst) or ".", f".{os.path.basename(dst)}.{unique_name()}")
 
 
 def read_only_mode(executable: bool) -> int:
     return 0o555 if executable else 0o444
 
 
-def place(src: str, dst: str, executable: bool, methods: tuple[str, ...] = DEFAULT_LINKS) -> str:
+def place(
+    src: str,
+    dst: str,
+    executable: bool,
+    methods: tuple[str, ...] = DEFAULT_LINKS,
+    dev: int | None = None,
+) -> str:
     """Make `dst` hold the content of the cache object `src`; return the method used.
 
     `dst` is replaced atomically (a temporary name beside it, then rename); its parent folder
     must exist.
     """
-    dev = os.stat(os.path.dirname(dst) or ".").st_dev
+    if dev is None:
+        dev = os.stat(os.path.dirname(dst) or ".").st_dev
     for method in methods:
         if (method, dev) in _refused:
             continue

@@ -70,12 +70,20 @@ class ObjectStore:
     def put_tree(self, tree: Tree) -> str:
         return self.put_bytes(tree.encode())
 
-    def put_file(self, path: str, h: str, executable: bool = False, link: bool = False) -> bool:
+    def put_file(
+        self,
+        path: str,
+        h: str,
+        executable: bool = False,
+        link: bool = False,
+        state_rows: list | None = None,
+    ) -> bool:
         """Store the file at `path` (whose hash the caller computed) under `h`.
 
         With `link`, a local store takes the file by hardlink instead of copying it, and makes
         it read-only (the workspace file shares the inode, as with DVC's hardlink cache).
-        Returns whether the object was new.
+        Returns whether the object was new. The object's stat-cache row is appended to
+        `state_rows` when given (the caller writes many at once), else written now.
         """
         key = object_key(h)
         local = self.local
@@ -110,7 +118,11 @@ class ObjectStore:
         if self.state is not None:
             # We hashed the source before storing it; record the object as verified.
             with contextlib.suppress(OSError):
-                self.state.put_many([(dst, StatKey.of(os.stat(dst)), h, now_ns())])
+                row = (dst, StatKey.of(os.stat(dst)), h, now_ns())
+                if state_rows is not None:
+                    state_rows.append(row)
+                else:
+                    self.state.put_many([row])
         return True
 
     # -- reading ----------------------------------------------------------------------------
@@ -155,9 +167,35 @@ class ObjectStore:
     def get_tree(self, h: str) -> Tree:
         return Tree.decode(self.get_bytes(h), name=f"tree {h}")
 
-    def checkout_file(self, h: str, dst: str, executable: bool = False) -> str:
-        """Place object `h` at `dst` (local store), by the configured link methods."""
-        return place(self.verified_path(h), dst, executable, self.links)
+    def checkout_file(
+        self,
+        h: str,
+        dst: str,
+        executable: bool = False,
+        src: str | None = None,
+        dev: int | None = None,
+    ) -> str:
+        """Place object `h` at `dst` (local store), by the configured link methods. `src` is
+        the object's path when the caller verified it already (`verified_paths`)."""
+        return place(src or self.verified_path(h), dst, executable, self.links, dev)
+
+    def verified_paths(self, hashes: set[str]) -> dict[str, str]:
+        """`verified_path` for many objects, with one stat-cache query for all of them."""
+        local = self.local
+        assert local is not None
+        rows = self.state.get_under(local.path("objects")) if self.state is not None else {}
+        out: dict[str, str] = {}
+        for h in hashes:
+            p = local.path(object_key(h))
+            try:
+                key = StatKey.of(os.stat(p))
+            except FileNotFoundError:
+                raise self._missing(h) from None
+            if self.state is not None and self.state.lookup(rows, p, key) == h:
+                out[h] = p
+            else:
+                out[h] = self.verified_path(h)
+        return out
 
     def verify(self, h: str) -> bool:
         """Re-read object `h` fully; True when its content matches its name."""
