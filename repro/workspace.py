@@ -71,13 +71,18 @@ def check_in(
     for f in result.files:
         if cache.put_file(f.abs, f.hash, f.executable, link=link, state_rows=verified):
             new += 1
-            if link:
-                with contextlib.suppress(OSError):
-                    moved.append((f.abs, f.key, StatKey.of(os.stat(f.abs))))
+            if link and verified and verified[-1][1].ino == f.key.ino:
+                # Linked: the workspace file is the object's inode, and has its new stat.
+                moved.append((f.abs, f.key, verified[-1][1]))
     if result.tree is not None:
         cache.put_tree(result.tree)
     project.state.put_many(verified)
     restat(project.state, moved)
+    if result.is_dir and moved:
+        # Linking changed the files' ctime and mode: record the folder's new fingerprint now,
+        # so the next status does not redo the per-file lookups.
+        project.hasher.invalidate(result.path)
+        project.hasher.hash_path(result.path)
     return new
 
 

@@ -23,6 +23,10 @@ from repro.hashing.walk import WalkEntry, walk_files
 Progress = Callable[[int], None]
 
 
+def _no_entry(_e: WalkEntry, _k: StatKey) -> None:
+    return None
+
+
 def folder_fingerprint(entries: list[WalkEntry]) -> str:
     """One hash over every file's relative path, inode, size, mtime, ctime and mode: equal
     fingerprints mean no file was added, removed, renamed, rewritten or chmodded."""
@@ -136,7 +140,8 @@ class Hasher:
                 else:
                     small = large + small
                 for i in small:
-                    infos[i].hash = hash_file(entries[i].abs, progress)  # type: ignore[union-attr]
+                    e = entries[i]
+                    infos[i].hash = hash_file(e.abs, progress, e.st.st_size)  # type: ignore[union-attr]
                 for i, fut in futures.items():
                     infos[i].hash = fut.result()  # type: ignore[union-attr]
             finally:
@@ -190,8 +195,9 @@ class Hasher:
                     h, size = hit
                     return HashResult(path, h, size, True, None, [], count=len(entries))
             rows = self.state.get_under(abspath)
+            lookup = self.state.lookup
             infos = self._hash_entries(
-                entries, lambda e, k: self.state.lookup(rows, e.abs, k), progress
+                entries, (lambda e, k: lookup(rows, e.abs, k)) if rows else _no_entry, progress
             )
             tree = Tree(tuple(TreeEntry(f.rel, f.hash, f.key.size, f.executable) for f in infos))
             h, size = tree.hash, tree.size

@@ -31,10 +31,14 @@ def _buffer() -> memoryview:
 def hash_fd(fd: int, size_hint: int, progress: Callable[[int], None] | None = None) -> str:
     """Hash everything readable from `fd` (its current offset to EOF)."""
     if size_hint < CHUNK:
-        chunks = []
-        while data := os.read(fd, max(size_hint + 1, 1 << 16)):
-            chunks.append(data)
-        content = b"".join(chunks)
+        # One read of size+1 bytes: a short read is EOF, so an unchanged small file costs a
+        # single read call; a file that grew meanwhile is read on to its end.
+        content = os.read(fd, size_hint + 1)
+        if len(content) > size_hint:
+            chunks = [content]
+            while data := os.read(fd, 1 << 16):
+                chunks.append(data)
+            content = b"".join(chunks)
         if progress:
             progress(len(content))
         return xxhash.xxh3_128_hexdigest(content)
@@ -50,8 +54,13 @@ def hash_fd(fd: int, size_hint: int, progress: Callable[[int], None] | None = No
     return h.hexdigest()
 
 
-def hash_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
-    """Return the xxh3-128 hex digest of the file at `path` (symlinks followed)."""
+def hash_file(
+    path: str | os.PathLike[str],
+    progress: Callable[[int], None] | None = None,
+    size: int | None = None,
+) -> str:
+    """Return the xxh3-128 hex digest of the file at `path` (symlinks followed). `size`, when
+    the caller has just stat'ed the file, saves an fstat."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -61,7 +70,8 @@ def hash_file(path: str | os.PathLike[str], progress: Callable[[int], None] | No
     except OSError as exc:
         raise HashError(f"{os.fspath(path)}: cannot be read ({exc.strerror}).") from None
     try:
-        size = os.fstat(fd).st_size
+        if size is None:
+            size = os.fstat(fd).st_size
         if hasattr(os, "posix_fadvise") and size >= CHUNK:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         return hash_fd(fd, size, progress)

@@ -93,28 +93,41 @@ class ObjectStore:
             self.backend.put_file(path, key)
             return True
         dst = local.path(key)
+        if link and "hardlink" in self.links:
+            # A hardlink appears atomically under its final name: no temporary name needed,
+            # and an existing object makes it fail with EEXIST (no separate exists() call).
+            try:
+                try:
+                    os.link(path, dst)
+                except FileNotFoundError:
+                    local.ensure_parent(key)
+                    os.link(path, dst)
+            except FileExistsError:
+                return False
+            except OSError:
+                pass  # another device, a filesystem without links: copy below
+            else:
+                os.chmod(dst, read_only_mode(executable))
+                self._verified(dst, h, state_rows)
+                return True
         if os.path.exists(dst):
             return False
         local.ensure_parent(key)
         tmp = local.tmp_path()
         try:
-            linked = False
-            if link and "hardlink" in self.links:
-                try:
-                    os.link(path, tmp)
-                    linked = True
-                except OSError:
-                    linked = False
-            if not linked:
-                import shutil
+            import shutil
 
-                shutil.copyfile(path, tmp)
+            shutil.copyfile(path, tmp)
             os.chmod(tmp, read_only_mode(executable))
             os.replace(tmp, dst)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        self._verified(dst, h, state_rows)
+        return True
+
+    def _verified(self, dst: str, h: str, state_rows: list | None) -> None:
         if self.state is not None:
             # We hashed the source before storing it; record the object as verified.
             with contextlib.suppress(OSError):
@@ -123,7 +136,6 @@ class ObjectStore:
                     state_rows.append(row)
                 else:
                     self.state.put_many([row])
-        return True
 
     # -- reading ----------------------------------------------------------------------------
     def _corrupt(self, h: str) -> CorruptObjectError:
