@@ -79,10 +79,27 @@ def check_in(
     project.state.put_many(verified)
     restat(project.state, moved)
     if result.is_dir and moved:
-        # Linking changed the files' ctime and mode: record the folder's new fingerprint now,
-        # so the next status does not redo the per-file lookups.
+        # Linking changed the files' ctime and mode: record the folder's new fingerprint now
+        # (from the stats we have), so the next status does not redo per-file lookups.
+        import stat as statmod
+
+        from repro.hashing.engine import folder_fingerprint
+        from repro.store.links import read_only_mode
+
+        now = {p: k for p, _old, k in moved}
+        items = []
+        for f in result.files:
+            k = now.get(f.abs, f.key)
+            mode = statmod.S_IFREG | read_only_mode(f.executable) if f.abs in now else f.mode
+            items.append((f.rel, k.ino, k.size, k.mtime_ns, k.ctime_ns, mode))
         project.hasher.invalidate(result.path)
-        project.hasher.hash_path(result.path)
+        project.state.put_folder(
+            os.path.abspath(result.path),
+            folder_fingerprint(items),
+            result.hash,
+            result.size,
+            result.checked,
+        )
     return new
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as statmod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from repro.errors import PathError
@@ -27,17 +27,20 @@ def _no_entry(_e: WalkEntry, _k: StatKey) -> None:
     return None
 
 
-def folder_fingerprint(entries: list[WalkEntry]) -> str:
-    """One hash over every file's relative path, inode, size, mtime, ctime and mode: equal
+def folder_fingerprint(items: Iterable[tuple[str, int, int, int, int, int]]) -> str:
+    """One hash over every file's (relative path, inode, size, mtime, ctime, mode): equal
     fingerprints mean no file was added, removed, renamed, rewritten or chmodded."""
     import xxhash
 
-    parts = [
-        f"{e.rel}\0{e.st.st_ino}\0{e.st.st_size}\0{e.st.st_mtime_ns}\0{e.st.st_ctime_ns}"
-        f"\0{e.st.st_mode}"
-        for e in entries
-    ]
+    parts = [f"{r}\0{i}\0{s}\0{m}\0{c}\0{o}" for r, i, s, m, c, o in items]
     return xxhash.xxh3_128_hexdigest("\n".join(parts).encode())
+
+
+def _stat_items(entries: list[WalkEntry]):
+    return (
+        (e.rel, e.st.st_ino, e.st.st_size, e.st.st_mtime_ns, e.st.st_ctime_ns, e.st.st_mode)
+        for e in entries
+    )
 
 
 @dataclass
@@ -47,6 +50,7 @@ class FileInfo:
     key: StatKey
     hash: str
     executable: bool
+    mode: int = 0
 
 
 @dataclass
@@ -60,6 +64,7 @@ class HashResult:
     tree: Tree | None = None
     files: list[FileInfo] = field(default_factory=list)
     count: int | None = None  # files in a folder, when `files` was not built
+    checked: int = 0  # when a folder's hashing started (for its stat-cache fingerprint)
 
     @property
     def nfiles(self) -> int:
@@ -119,9 +124,9 @@ class Hasher:
             h = cached(e, key)
             if h is None:
                 misses.append(i)
-                infos[i] = FileInfo(e.rel, e.abs, key, "", _is_exec(e.st))
+                infos[i] = FileInfo(e.rel, e.abs, key, "", _is_exec(e.st), e.st.st_mode)
             else:
-                infos[i] = FileInfo(e.rel, e.abs, key, h, _is_exec(e.st))
+                infos[i] = FileInfo(e.rel, e.abs, key, h, _is_exec(e.st), e.st.st_mode)
                 if progress:
                     progress(e.st.st_size)
         if misses:
@@ -188,7 +193,7 @@ class Hasher:
         if statmod.S_ISDIR(st.st_mode):
             started = now_ns()
             entries = walk_files(abspath)
-            fingerprint = folder_fingerprint(entries)
+            fingerprint = folder_fingerprint(_stat_items(entries))
             if not files:
                 hit = self.state.get_folder(abspath, fingerprint, entries)
                 if hit is not None:
@@ -202,7 +207,7 @@ class Hasher:
             tree = Tree(tuple(TreeEntry(f.rel, f.hash, f.key.size, f.executable) for f in infos))
             h, size = tree.hash, tree.size
             self.state.put_folder(abspath, fingerprint, h, size, started)
-            return HashResult(path, h, size, True, tree, infos)
+            return HashResult(path, h, size, True, tree, infos, checked=started)
         if not statmod.S_ISREG(st.st_mode):
             raise PathError(f"{path}: not a regular file or folder.")
         entry = WalkEntry(os.path.basename(abspath), abspath, st)
