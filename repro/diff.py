@@ -105,6 +105,20 @@ def _tree_changes(project: Project, old: dict | None, new: dict | None) -> dict[
     }
 
 
+def _details(
+    project: Project, path: str, old: dict | None, new: dict | None, a: Snapshot, b: Snapshot
+) -> dict[str, Any]:
+    """What more there is to say of a changed path: files inside a folder, table schemas."""
+    extra: dict[str, Any] = {}
+    tc = _tree_changes(project, old, new)
+    if tc:
+        extra["files"] = tc
+    note = _schema_note(path, a, b)
+    if note:
+        extra["note"] = note
+    return extra
+
+
 def _file_value(d: dict | None) -> dict | None:
     if d is None:
         return None
@@ -192,13 +206,7 @@ def diff_snapshots(
                 if path in produced or any(path.startswith(o + "/") for o in produced)
                 else dep_kind(path)
             )
-            extra: dict[str, Any] = {}
-            tc = _tree_changes(project, da.get(path), db.get(path))
-            if tc:
-                extra["files"] = tc
-            note = _schema_note(path, a, b)
-            if note:
-                extra["note"] = note
+            extra = _details(project, path, da.get(path), db.get(path), a, b)
             changes.append(
                 change(kind, path, _file_value(da.get(path)), _file_value(db.get(path)), **extra)
             )
@@ -238,12 +246,7 @@ def diff_snapshots(
                     if delta is None or abs(delta) > threshold:
                         severity = "major"
                 extra["metrics"] = metrics
-            tc = _tree_changes(project, oa.get(path), ob.get(path))
-            if tc:
-                extra["files"] = tc
-            note = _schema_note(path, a, b)
-            if note:
-                extra["note"] = note
+            extra.update(_details(project, path, oa.get(path), ob.get(path), a, b))
             changes.append(
                 change(
                     "outs",
@@ -260,13 +263,7 @@ def diff_snapshots(
     for path in sorted(set(a.data) | set(b.data)):
         old, new = a.data.get(path), b.data.get(path)
         if (old or {}).get("hash") != (new or {}).get("hash"):
-            extra = {}
-            tc = _tree_changes(project, old, new)
-            if tc:
-                extra["files"] = tc
-            note = _schema_note(path, a, b)
-            if note:
-                extra["note"] = note
+            extra = _details(project, path, old, new, a, b)
             data_out.append(change("data", path, _file_value(old), _file_value(new), **extra))
     return stages_out, data_out
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.canonical import unpackb
-from repro.errors import ReproError
 from repro.project import Project
 from repro.records import list_records
 from repro.snapshots import list_snapshots, load_snapshot, resolve, snapshot_key
@@ -44,26 +43,12 @@ class GcReport:
         }
 
 
-def _closure(store: ObjectStore, h: str, isdir: bool, out: set[str]) -> None:
-    out.add(h)
-    if isdir:
-        with contextlib.suppress(ReproError):
-            out.update(e.hash for e in store.get_tree(h).entries)
-
-
 def _add_state(store: ObjectStore, stages: dict, data: dict, files: dict, out: set[str]) -> None:
+    """Everything a state (a snapshot or the lock) reaches: outputs, deps, data, files."""
+    items = list(data.values()) + list(files.values())
     for entry in stages.values():
-        for d in (entry.get("outs") or {}).values():
-            _add_state_item(store, d, out)
-        for d in (entry.get("deps") or {}).values():
-            _add_state_item(store, d, out)
-    for d in list(data.values()) + list(files.values()):
-        _add_state_item(store, d, out)
-
-
-def _add_state_item(store: ObjectStore, d: dict, out: set[str]) -> None:
-    if d.get("hash"):
-        _closure(store, d["hash"], bool(d.get("isdir")), out)
+        items += list((entry.get("outs") or {}).values()) + list((entry.get("deps") or {}).values())
+    out |= store.closure((d["hash"], bool(d.get("isdir"))) for d in items if d.get("hash"))
 
 
 def kept_snapshots(store: ObjectStore, keep_last: int | None, keep: list[str]) -> list[str]:

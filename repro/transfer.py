@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -50,17 +50,6 @@ class TransferReport:
         }
 
 
-def _closure(store: ObjectStore, roots: Iterable[tuple[str, bool]]) -> set[str]:
-    """Hashes reachable from (hash, is_dir) roots: trees and their files."""
-    out: set[str] = set()
-    for h, isdir in roots:
-        out.add(h)
-        if isdir:
-            with contextlib.suppress(ReproError):
-                out.update(e.hash for e in store.get_tree(h).entries)
-    return out
-
-
 def lock_roots(project: Project, targets: list[str] | None = None) -> list[tuple[str, bool]]:
     """(hash, is_dir) of what `repro.lock` references: outputs and data, or those of `targets`
     (stage names or paths)."""
@@ -91,7 +80,7 @@ def push(
     local = project.cache
     report = TransferReport(name)
     with remote_errors(name, rstore.backend.url):
-        want = _closure(local, lock_roots(project, targets)) if targets else local.all_hashes()
+        want = local.closure(lock_roots(project, targets)) if targets else local.all_hashes()
         want = {h for h in want if local.has(h)}
         have = retry(rstore.all_hashes)
         todo = sorted(want - have)

@@ -38,26 +38,12 @@ class Graph:
         return self.spec.stages
 
     def ancestors(self, names: list[str]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(names)
-        while todo:
-            n = todo.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            todo.extend(self.upstream[n])
-        return seen
+        """`names` and every stage they need."""
+        return _reach(names, self.upstream)
 
     def descendants(self, names: list[str]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(names)
-        while todo:
-            n = todo.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            todo.extend(self.downstream[n])
-        return seen
+        """`names` and every stage that needs them."""
+        return _reach(names, self.downstream)
 
     def to_networkx(self) -> Any:
         import networkx as nx
@@ -69,6 +55,17 @@ class Graph:
             for u in ups:
                 g.add_edge(u, name)
         return g
+
+
+def _reach(names: list[str], edges: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(edges[n])
+    return seen
 
 
 def build_graph(spec: Spec, root: str, check_missing: bool = True) -> Graph:

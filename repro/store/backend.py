@@ -14,7 +14,7 @@ import itertools
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 
@@ -180,30 +180,24 @@ class FsspecBackend(Backend):
     def open(self, key: str) -> BinaryIO:
         return self.fs.open(self._p(key), "rb")
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        # Object stores put whole objects atomically; on file-like stores write then move.
-        import uuid
+    def _put(self, key: str, write: Callable[[str], None]) -> None:
+        """Object stores put a whole object in one request (atomic already); file-like stores
+        get it under a temporary name first, then a rename."""
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        if not any(p in ("file", "local") for p in protocols):
+            write(self._p(key))
+            return
+        tmp = self._p(f"tmp/{unique_name()}")
+        self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
+        write(tmp)
+        self.fs.makedirs(os.path.dirname(self._p(key)), exist_ok=True)
+        self.fs.mv(tmp, self._p(key))
 
-        if self.fs.protocol in ("file", "local") or "file" in self.fs.protocol:
-            tmp = self._p(f"tmp/{uuid.uuid4().hex}")
-            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.makedirs(os.path.dirname(self._p(key)), exist_ok=True)
-            self.fs.mv(tmp, self._p(key))
-        else:
-            self.fs.pipe_file(self._p(key), data)
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._put(key, lambda path: self.fs.pipe_file(path, data))
 
     def put_file(self, local_path: str, key: str) -> None:
-        import uuid
-
-        if "file" in self.fs.protocol:
-            tmp = self._p(f"tmp/{uuid.uuid4().hex}")
-            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
-            self.fs.put_file(local_path, tmp)
-            self.fs.makedirs(os.path.dirname(self._p(key)), exist_ok=True)
-            self.fs.mv(tmp, self._p(key))
-        else:
-            self.fs.put_file(local_path, self._p(key))
+        self._put(key, lambda path: self.fs.put_file(local_path, path))
 
     def get_file(self, key: str, local_path: str) -> None:
         self.fs.get_file(self._p(key), local_path)

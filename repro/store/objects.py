@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 
 from repro.canonical import hash_bytes
-from repro.errors import CorruptObjectError, MissingObjectError
+from repro.errors import CorruptObjectError, MissingObjectError, ReproError
 from repro.hashing.filehash import hash_file
 from repro.hashing.state import StateDB, StatKey, now_ns
 from repro.hashing.tree import Tree
@@ -222,6 +223,17 @@ class ObjectStore:
             return hash_bytes(self.backend.read_bytes(key)) == h
         except Exception:
             return False
+
+    def closure(self, roots: Iterable[tuple[str, bool]]) -> set[str]:
+        """Hashes reachable from (hash, is_dir) roots: each root, and for trees their files
+        (a tree this store cannot read contributes only itself)."""
+        out: set[str] = set()
+        for h, isdir in roots:
+            out.add(h)
+            if isdir:
+                with contextlib.suppress(ReproError):
+                    out.update(e.hash for e in self.get_tree(h).entries)
+        return out
 
     def delete(self, h: str) -> None:
         self.backend.delete(object_key(h))
