@@ -42,8 +42,8 @@ def place(
 ) -> str:
     """Make `dst` hold the content of the cache object `src`; return the method used.
 
-    `dst` is replaced atomically (a temporary name beside it, then rename); its parent folder
-    must exist.
+    `dst` is replaced atomically (a temporary name beside it, then rename; a hardlink to a
+    free name needs neither); its parent folder must exist.
     """
     if dev is None:
         dev = os.stat(os.path.dirname(dst) or ".").st_dev
@@ -58,7 +58,11 @@ def place(
             elif method == "hardlink":
                 if bool(os.stat(src).st_mode & 0o111) != executable:
                     continue  # the object's mode is shared with every link: copy instead
-                os.link(src, tmp)
+                try:
+                    os.link(src, dst)  # a new name appears atomically: no temporary needed
+                    return method
+                except FileExistsError:
+                    os.link(src, tmp)
             elif method in ("copy", "symlink"):
                 import shutil
 
