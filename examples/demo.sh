@@ -31,9 +31,16 @@ step "change train.C 1.0 -> 0.5; repro status"
 sed -i 's/C: 1.0/C: 0.05/' params.yaml
 repro status || true
 
+step "repro diff   (the last snapshot against the workspace)"
+repro diff
+
 step "repro run   (only train and evaluate rerun)"
 repro run
 cat metrics.json
+
+step "repro diff A B   (the two snapshots: params, model and metrics with deltas)"
+sigs=$(repro log --json | python -c 'import json,sys; r=[x["snapshot"] for x in json.load(sys.stdin) if x["snapshot"]]; print(r[1], r[0])')
+repro diff $sigs
 
 step "revert train.C; repro run   (restored from the run cache, nothing executes)"
 sed -i 's/C: 0.05/C: 1.0/' params.yaml
