@@ -90,6 +90,25 @@ def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
+class GitStateLater:
+    """`git_state` asked in a background thread at the start of a run, so the two git calls
+    overlap the run's own work instead of adding to it."""
+
+    def __init__(self, root: str) -> None:
+        import threading
+
+        self._result: tuple[str | None, bool | None] = (None, None)
+        self._thread = threading.Thread(target=self._ask, args=(root,), daemon=True)
+        self._thread.start()
+
+    def _ask(self, root: str) -> None:
+        self._result = git_state(root)
+
+    def result(self) -> tuple[str | None, bool | None]:
+        self._thread.join()
+        return self._result
+
+
 def git_state(root: str) -> tuple[str | None, bool | None]:
     """HEAD's commit and whether the work tree differs from it (None when not a git repo)."""
     try:
@@ -158,10 +177,12 @@ def make_record(
     status: str,
     stages: list[StageRecord],
     metrics: dict[str, Any] | None = None,
+    git: tuple[str | None, bool | None] | None = None,
 ) -> RunRecord:
+    """The record of one run; `git` is `git_state()` when the caller already asked."""
     import platform
 
-    commit, dirty = git_state(project.root)
+    commit, dirty = git if git is not None else git_state(project.root)
     return RunRecord(
         run_id=run_id,
         kind=kind,

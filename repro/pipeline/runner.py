@@ -435,7 +435,12 @@ class Runner:
         for st in self.spec.stages.values():
             if st.image and st.image in self.lock.images:
                 lock.images[st.image] = self.lock.images[st.image]
-        if lock.to_json() != load_lock(self.project.lock_path).to_json():
+        try:
+            with open(self.project.lock_path) as f:
+                unchanged = f.read() == lock.to_json()
+        except FileNotFoundError:
+            unchanged = False
+        if not unchanged:
             save_lock(self.project.lock_path, lock)
 
 
@@ -469,9 +474,12 @@ def run(
     )
     ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
     with ctx, project.hasher.session():
+        from repro.records import GitStateLater
+
+        git = None if dry_run else GitStateLater(project.root)
         result = runner.run(targets, downstream)
-        if not dry_run:
-            _record(project, runner, result, "verify" if verify else "run")
+        if git is not None:
+            _record(project, runner, result, "verify" if verify else "run", git.result())
     if push and not dry_run:
         from repro.transfer import push as push_cache
 
@@ -479,7 +487,13 @@ def run(
     return result
 
 
-def _record(project: Project, runner: Runner, result: RunResult, kind: str) -> None:
+def _record(
+    project: Project,
+    runner: Runner,
+    result: RunResult,
+    kind: str,
+    git: tuple[str | None, bool | None] | None = None,
+) -> None:
     """Snapshot the state (when no stage failed) and write the run record (always)."""
     from repro.records import StageRecord, headline_metrics, make_record, save_record
     from repro.snapshots import record_snapshot
@@ -512,6 +526,7 @@ def _record(project: Project, runner: Runner, result: RunResult, kind: str) -> N
         "ok" if result.ok else "failed",
         stages,
         headline_metrics(project, metric_paths),
+        git,
     )
     save_record(project.cache.backend, rec)
 
