@@ -437,10 +437,10 @@ class Runner:
                 lock.images[st.image] = self.lock.images[st.image]
         try:
             with open(self.project.lock_path) as f:
-                unchanged = f.read() == lock.to_json()
+                before = f.read()
         except FileNotFoundError:
-            unchanged = False
-        if not unchanged:
+            before = Lock().to_json()  # no lock and nothing to record: write none
+        if before != lock.to_json():
             save_lock(self.project.lock_path, lock)
 
 
