@@ -10,8 +10,18 @@ import pytest
 
 from tests.conftest import write
 
-HEAVY = {"networkx", "s3fs", "docker", "dask", "fsspec", "pyarrow", "boto3", "botocore",
-         "pydantic", "ruamel"}
+HEAVY = {
+    "networkx",
+    "s3fs",
+    "docker",
+    "dask",
+    "fsspec",
+    "pyarrow",
+    "boto3",
+    "botocore",
+    "pydantic",
+    "ruamel",
+}
 
 PROBE = """
 import json, sys
@@ -26,8 +36,9 @@ print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stder
 
 
 def loaded(args: list[str], cwd: str) -> set[str]:
-    p = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     return set(json.loads(p.stderr.strip().splitlines()[-1]))
 
 
@@ -35,6 +46,10 @@ def loaded(args: list[str], cwd: str) -> set[str]:
 def test_everyday_commands_import_nothing_heavy(project, args) -> None:
     write(project.root, "repro.yaml", "stages:\n  s:\n    cmd: echo > o\n    outs: [o]\n")
     if args == ["run"] or args == ["status"]:
-        subprocess.run([sys.executable, "-m", "repro.cli", "run"], cwd=project.root, check=True,
-                       capture_output=True)  # first run parses repro.yaml; later ones do not
+        subprocess.run(
+            [sys.executable, "-m", "repro.cli", "run"],
+            cwd=project.root,
+            check=True,
+            capture_output=True,
+        )  # first run parses repro.yaml; later ones do not
     assert loaded(args, project.root) & HEAVY == set()
