@@ -11,6 +11,7 @@ tries, and the ratios matter more than the seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -262,6 +263,79 @@ def bench_folder_pipeline(base: str, n: int, rows: list[dict]) -> None:
     rows.append(row)
 
 
+def bench_push_pull(base: str, n: int, rows: list[dict]) -> None:
+    """Push and pull a folder of n small files to a real S3 API (moto) on loopback."""
+    try:
+        import s3fs
+
+        from tests.s3server import MotoServer
+    except ImportError:
+        print("push/pull: needs the s3 and dev extras; skipped")
+        return
+    creds = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(creds)
+    server = MotoServer()
+    try:
+        fs = s3fs.S3FileSystem(endpoint_url=server.url)
+        fs.mkdir("repro-bench")
+        proj = new_project(base, "push")
+        make_small_files(os.path.join(proj, "data"), n)
+        sh([REPRO, "add", "data"], proj)
+        sh(
+            [
+                REPRO,
+                "remote",
+                "add",
+                "s3",
+                "s3://repro-bench/cache",
+                "-o",
+                f"endpoint_url={server.url}",
+                "--default",
+            ],
+            proj,
+        )
+        t_push = timed([REPRO, "push"], proj)
+        t_noop = timed([REPRO, "push"], proj)
+        shutil.rmtree(os.path.join(proj, ".repro", "cache"))
+        shutil.rmtree(os.path.join(proj, "data"))
+        for f in ("state.db", "state.db-wal", "state.db-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(proj, ".repro", f))
+        t_pull = timed([REPRO, "pull"], proj)
+        row = {
+            "dataset": f"push/pull {n} files to S3 (moto)",
+            "repro_push_s": t_push,
+            "repro_push_nothing_new_s": t_noop,
+            "repro_pull_s": t_pull,
+        }
+        dvc = dvc_cmd()
+        if (
+            dvc
+            and subprocess.run([dvc, "version"], capture_output=True, text=True).stdout.find("s3")
+            >= 0
+        ):
+            fs.mkdir("dvc-bench")
+            dproj = dvc_project(base, "dvc-push")
+            make_small_files(os.path.join(dproj, "data"), n)
+            sh([dvc, "add", "-q", "data"], dproj)
+            sh([dvc, "remote", "add", "-d", "s3", "s3://dvc-bench/cache"], dproj)
+            sh([dvc, "remote", "modify", "s3", "endpointurl", server.url], dproj)
+            row["dvc_push_s"] = timed([dvc, "push", "-q"], dproj)
+            row["dvc_push_nothing_new_s"] = timed([dvc, "push", "-q"], dproj)
+            shutil.rmtree(os.path.join(dproj, ".dvc", "cache"))
+            shutil.rmtree(os.path.join(dproj, "data"))
+            row["dvc_pull_s"] = timed([dvc, "pull", "-q"], dproj)
+            row["push_speedup_vs_dvc"] = row["dvc_push_s"] / t_push
+            row["pull_speedup_vs_dvc"] = row["dvc_pull_s"] / t_pull
+        rows.append(row)
+    finally:
+        server.stop()
+
+
 def fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.3f}" if v < 100 else f"{v:.0f}"
@@ -273,12 +347,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--size-mib", type=int, default=1024, help="large file size (MiB)")
     ap.add_argument("--files", type=int, default=100_000, help="small files in the folder")
-    ap.add_argument("--only", action="append", help="hashing, checkout, chain, folder")
+    ap.add_argument("--only", action="append", help="hashing, checkout, chain, folder, pushpull")
     ap.add_argument("--json", default="benchmarks/results/latest.json")
     a = ap.parse_args()
     if a.quick:
         a.size_mib, a.files = 64, 5000
-    only = set(a.only or ["hashing", "checkout", "chain", "folder"])
+    only = set(a.only or ["hashing", "checkout", "chain", "folder", "pushpull"])
     base = tempfile.mkdtemp(prefix="repro-bench-", dir=os.environ.get("REPRO_BENCH_DIR"))
     rows: list[dict] = []
     print(f"repro benchmarks in {base}; DVC: {dvc_cmd() or 'not installed (no DVC column)'}")
@@ -306,6 +380,8 @@ def main() -> None:
             bench_chain(base, 50, rows)
         if "folder" in only:
             bench_folder_pipeline(base, 20_000 if not a.quick else 2000, rows)
+        if "pushpull" in only:
+            bench_push_pull(base, 20_000 if not a.quick else 2000, rows)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for row in rows:

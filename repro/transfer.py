@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from repro.errors import CorruptObjectError, ReproError
@@ -88,20 +87,18 @@ def push(
         lb = local.local
         assert lb is not None
 
-        def up(h: str) -> None:
-            path = lb.path(object_key(h))
-            size = os.path.getsize(path)
+        for batch in _batches(todo):
+            pairs = [(lb.path(object_key(h)), object_key(h)) for h in batch]
             try:
-                retry(lambda: rstore.backend.put_file(path, object_key(h)))
+                retry(lambda pairs=pairs: rstore.backend.put_files(pairs, jobs))
             except (OSError, ConnectionError):
-                report.failed.append(h)
-                return
-            report.objects += 1
+                report.failed += batch
+                continue
+            size = sum(os.path.getsize(p) for p, _ in pairs)
+            report.objects += len(batch)
             report.bytes += size
             if progress:
-                progress(1, size)
-
-        _parallel(up, todo, jobs)
+                progress(len(batch), size)
         if report.failed:
             raise ReproError(
                 f"push to remote '{name}': {len(report.failed)} objects failed "
@@ -117,39 +114,56 @@ def push(
     return report
 
 
-def _parallel(fn: Callable[[str], None], items: list[str], jobs: int) -> None:
-    if not items:
-        return
-    if jobs <= 1 or len(items) == 1:
-        for it in items:
-            fn(it)
-        return
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(fn, items))
+BATCH = 512
 
 
-def _download(project: Project, rstore: ObjectStore, h: str, name: str) -> int:
-    """Fetch one object, verify it, and move it into the local cache. Returns its size."""
+def _batches(items: list[str], n: int = BATCH) -> Iterable[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _download(
+    project: Project,
+    rstore: ObjectStore,
+    batch: list[str],
+    name: str,
+    jobs: int,
+    report: TransferReport,
+    got: set[str],
+    progress: Progress | None,
+) -> None:
+    """Fetch a batch of objects to temporary files, verify each against its hash, and move the
+    good ones into the local cache; a corrupt one is reported by key and never used."""
     lb = project.cache.local
     assert lb is not None
-    dst = lb.ensure_parent(object_key(h))
-    tmp = lb.tmp_path()
+    tmps = {h: lb.tmp_path() for h in batch}
+    rows = []
     try:
-        retry(lambda: rstore.backend.get_file(object_key(h), tmp))
-        checked = now_ns()
-        if hash_file(tmp) != h:
-            raise CorruptObjectError(
-                f"remote '{name}': object {object_key(h)} is corrupted (its content does not "
-                "match its hash); it was not used."
-            )
-        size = os.path.getsize(tmp)
-        os.chmod(tmp, read_only_mode(False))
-        os.replace(tmp, dst)
-        project.state.put_many([(dst, StatKey.of(os.stat(dst)), h, checked)])
-        return size
+        retry(lambda: rstore.backend.get_files([(object_key(h), tmps[h]) for h in batch], jobs))
+        for h in batch:
+            tmp = tmps[h]
+            checked = now_ns()
+            if hash_file(tmp) != h:
+                report.corrupt.append(
+                    f"remote '{name}': object {object_key(h)} is corrupted (its content does "
+                    "not match its hash); it was not used."
+                )
+                continue
+            size = os.path.getsize(tmp)
+            os.chmod(tmp, read_only_mode(False))
+            dst = lb.ensure_parent(object_key(h))
+            os.replace(tmp, dst)
+            rows.append((dst, StatKey.of(os.stat(dst)), h, checked))
+            got.add(h)
+            report.objects += 1
+            report.bytes += size
+            if progress:
+                progress(1, size)
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        project.state.put_many(rows)
+        for tmp in tmps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def fetch_objects(
@@ -170,26 +184,16 @@ def fetch_objects(
         available = retry(rstore.all_hashes)
         first = sorted(h for h in hashes - got if h in available)
 
-        def down(h: str) -> None:
-            try:
-                size = _download(project, rstore, h, name)
-            except CorruptObjectError as exc:
-                report.corrupt.append(exc.message)
-                return
-            got.add(h)
-            report.objects += 1
-            report.bytes += size
-            if progress:
-                progress(1, size)
-
-        _parallel(down, first, jobs)
+        for batch in _batches(first):
+            _download(project, rstore, batch, name, jobs, report, got, progress)
         # Trees fetched (or present) may name files we lack.
         inner: set[str] = set()
         for h in hashes & got:
             with contextlib.suppress(ReproError):
                 inner.update(e.hash for e in local.get_tree(h).entries)
         second = sorted(h for h in inner if not local.has(h) and h in available)
-        _parallel(down, second, jobs)
+        for batch in _batches(second):
+            _download(project, rstore, batch, name, jobs, report, got, progress)
         got |= {h for h in inner if local.has(h)}
     if report.corrupt:
         raise CorruptObjectError(

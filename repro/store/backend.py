@@ -54,6 +54,14 @@ class Backend(ABC):
     def is_local(self) -> bool:
         return False
 
+    def put_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
+        """Upload many (local path, key) pairs; backends that can overlap requests do."""
+        _run_parallel([lambda lp=lp, k=k: self.put_file(lp, k) for lp, k in pairs], jobs)
+
+    def get_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
+        """Download many (key, local path) pairs."""
+        _run_parallel([lambda k=k, lp=lp: self.get_file(k, lp) for k, lp in pairs], jobs)
+
     def check(self) -> None:  # noqa: B027 - a no-op by default; remote backends override it
         """Raise FileNotFoundError / PermissionError / OSError when the store cannot be used."""
 
@@ -202,12 +210,59 @@ class FsspecBackend(Backend):
     def get_file(self, key: str, local_path: str) -> None:
         self.fs.get_file(self._p(key), local_path)
 
+    def _object_store(self) -> bool:
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        return bool(getattr(self.fs, "async_impl", False)) and not any(
+            p in ("file", "local") for p in protocols
+        )
+
+    def put_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
+        if not self._object_store():
+            return super().put_files(pairs, jobs)
+        self._gather([self.fs._put_file(lp, self._p(k)) for lp, k in pairs], jobs * 4)
+
+    def get_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
+        if not self._object_store():
+            return super().get_files(pairs, jobs)
+        self._gather([self.fs._get_file(self._p(k), lp) for k, lp in pairs], jobs * 4)
+
+    def _gather(self, coros: list, limit: int) -> None:
+        """Run an async filesystem's requests concurrently on its own event loop (one
+        connection pool, `limit` requests in flight) instead of one blocking call each."""
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        async def run_all() -> None:
+            sem = asyncio.Semaphore(limit)
+
+            async def one(c):
+                async with sem:
+                    return await c
+
+            await asyncio.gather(*(one(c) for c in coros))
+
+        if coros:
+            sync(self.fs.loop, run_all)
+
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._p(key))
 
     def size(self, key: str) -> int:
         return int(self.fs.size(self._p(key)))
+
+
+def _run_parallel(calls: list[Callable[[], object]], jobs: int) -> None:
+    if jobs <= 1 or len(calls) <= 1:
+        for c in calls:
+            c()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for f in [pool.submit(c) for c in calls]:
+            f.result()
 
 
 _counter = itertools.count()
