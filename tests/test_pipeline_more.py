@@ -112,15 +112,16 @@ def test_seed_everything_seeds_random_and_numpy(tmp_path) -> None:
         "import random, repro; s = repro.seed_everything(); import numpy as np;"
         "print(s, random.random(), np.random.rand())"
     )
-    run = lambda seed: (
-        subprocess.run(  # noqa: E731
+
+    def run(seed):
+        return subprocess.run(
             [sys.executable, "-c", code],
             env={**os.environ, "REPRO_SEED": seed},
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-    )
+
     pytest.importorskip("numpy")
     assert run("5") == run("5") and run("5") != run("6")
     assert run("5").split()[0] == "5"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.errors import CorruptObjectError, ReproError
+from repro.errors import CorruptObjectError
 from repro.project import Project
 from tests.conftest import git, run_cli, snapshot_tree, write
 
@@ -196,14 +196,14 @@ def test_corrupted_remote_object_is_reported_and_never_used(tmp_path, remote_url
     origin, counter = make_origin(tmp_path, url, opts)
     cli_at(origin, "run", env={"COUNTER": counter}, ok=True)
     cli_at(origin, "push", ok=True)
-    lock = Project(origin)
     import json
 
-    h = json.loads(Path(origin, "repro.lock").read_text())["stages"]["train"]["outs"]["model.bin"][
-        "hash"
-    ]
+    from repro.remote import open_remote
+
+    lock = json.loads(Path(origin, "repro.lock").read_text())
+    h = lock["stages"]["train"]["outs"]["model.bin"]["hash"]
     key = f"objects/{h[:2]}/{h[2:]}"
-    _, store = __import__("repro.remote", fromlist=["open_remote"]).open_remote(lock, "origin")
+    _, store = open_remote(Project(origin), "origin")
     store.backend.write_bytes(key, b"garbage")
     b = clone(origin, tmp_path / "clone")
     r = cli_at(b, "pull")
@@ -216,7 +216,6 @@ def test_corrupted_remote_object_is_reported_and_never_used(tmp_path, remote_url
 
 def test_python_api_on_memory_remote(tmp_path) -> None:
     """The same push / pull / run-cache path through fsspec's memory:// store (in-process)."""
-    from repro import data
     from repro.pipeline.runner import run
     from repro.remote import add_remote
     from repro.transfer import pull, push
@@ -232,7 +231,6 @@ def test_python_api_on_memory_remote(tmp_path) -> None:
         "stages:\n  s:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n",
     )
     write(a, "in.txt", "hello")
-    data.add(pa, ["in.txt"]) if False else None
     run(pa)
     rep = push(pa)
     assert rep.objects >= 2
@@ -347,4 +345,3 @@ def test_fsck_finds_local_corruption(project, cli) -> None:
     p.write_bytes(b"rotten")
     r = cli("fsck", "--json")
     assert r.code == 1 and f"objects/{h[:2]}/{h[2:]}" in r.json()["corrupt"]
-    _ = ReproError
