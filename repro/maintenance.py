@@ -95,6 +95,10 @@ def gc(
         from repro.remote import open_remote, remote_errors
 
         name, store = open_remote(project, remote)
+        if not dry_run:  # what this machine believed the remote holds may go now
+            from repro.transfer import RemoteIndex
+
+            RemoteIndex(project, store.backend.url).clear()
         with remote_errors(name, store.backend.url):
             return _gc(
                 project,

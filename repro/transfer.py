@@ -81,7 +81,13 @@ def push(
     with remote_errors(name, rstore.backend.url):
         want = local.closure(lock_roots(project, targets)) if targets else local.all_hashes()
         want = {h for h in want if local.has(h)}
-        have = retry(rstore.all_hashes)
+        index = RemoteIndex(project, rstore.backend.url)
+        known = index.keys()
+        if want - known:  # something may be missing there: ask the remote itself
+            have = retry(rstore.all_hashes)
+            index.add(have)
+        else:
+            have = want
         todo = sorted(want - have)
         report.present = len(want & have)
         lb = local.local
@@ -94,6 +100,7 @@ def push(
             except (OSError, ConnectionError):
                 report.failed += batch
                 continue
+            index.add(batch)
             size = sum(os.path.getsize(p) for p, _ in pairs)
             report.objects += len(batch)
             report.bytes += size
@@ -106,12 +113,45 @@ def push(
             )
         for folder in META:  # after the objects: a run entry never points at absent outputs
             mine = _keys(local, folder)
-            theirs = retry(lambda folder=folder: _keys(rstore, folder))
+            if mine - known:
+                theirs = retry(lambda folder=folder: _keys(rstore, folder))
+                index.add(theirs)
+            else:
+                theirs = mine
             for key in sorted(mine - theirs):
                 data = local.backend.read_bytes(key)
                 retry(lambda key=key, data=data: rstore.backend.write_bytes(key, data))
+                index.add([key])
                 report.meta += 1
     return report
+
+
+class RemoteIndex:
+    """What this machine knows a remote holds (object hashes and metadata keys), kept in the
+    state db per remote URL, so a push with nothing new needs no listing of the remote. Only
+    what was listed on the remote or uploaded to it enters; `repro gc` on the remote clears it.
+    """
+
+    def __init__(self, project: Project, url: str) -> None:
+        self.state = project.state
+        self.url = url
+        self.state.query(
+            "CREATE TABLE IF NOT EXISTS remote_index (url TEXT, key TEXT, PRIMARY KEY (url, key))"
+            " WITHOUT ROWID"
+        )
+
+    def keys(self) -> set[str]:
+        return {
+            r[0] for r in self.state.query("SELECT key FROM remote_index WHERE url=?", (self.url,))
+        }
+
+    def add(self, keys: Iterable[str]) -> None:
+        self.state.execute_many(
+            "INSERT OR IGNORE INTO remote_index VALUES (?, ?)", [(self.url, k) for k in keys]
+        )
+
+    def clear(self) -> None:
+        self.state.execute_many("DELETE FROM remote_index WHERE url=?", [(self.url,)])
 
 
 BATCH = 512

@@ -99,6 +99,11 @@ class StateDB:
             return
         self.execute_many("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?, ?, ?)", data)
 
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """One statement (for the tables other modules keep in the same database)."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
     def execute_many(self, sql: str, data: list[tuple]) -> None:
         """Run `sql` over `data` in one transaction (one fsync for a whole batch)."""
         with self._lock, self._conn:
