@@ -9,7 +9,6 @@ objects. Stored as `records/<run id>` beside the objects, so remotes share them 
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import subprocess
@@ -251,7 +250,3 @@ def log_rows(
         if n is not None and len(rows) >= n:
             break
     return rows
-
-
-def metrics_json(m: dict[str, Any]) -> str:
-    return json.dumps(m, sort_keys=True)

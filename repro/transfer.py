@@ -179,8 +179,12 @@ def _download(
     tmps = {h: lb.tmp_path() for h in batch}
     rows = []
     try:
-        retry(lambda: rstore.backend.get_files([(object_key(h), tmps[h]) for h in batch], jobs))
-        for h in batch:
+        found = retry(
+            lambda: rstore.backend.get_files([(object_key(h), tmps[h]) for h in batch], jobs)
+        )
+        for h, there in zip(batch, found, strict=True):
+            if not there:
+                continue  # the remote lacks it: the caller reports what is still missing
             tmp = tmps[h]
             checked = now_ns()
             if hash_file(tmp) != h:
@@ -221,8 +225,9 @@ def fetch_objects(
     local = project.cache
     got: set[str] = {h for h in hashes if local.has(h)}
     with remote_errors(name, rstore.backend.url):
-        available = retry(rstore.all_hashes)
-        first = sorted(h for h in hashes - got if h in available)
+        # No listing first: asking for each object and counting the misses costs one request
+        # per object either way, and listing a large remote costs many more.
+        first = sorted(hashes - got)
 
         for batch in _batches(first):
             _download(project, rstore, batch, name, jobs, report, got, progress)
@@ -231,7 +236,7 @@ def fetch_objects(
         for h in hashes & got:
             with contextlib.suppress(ReproError):
                 inner.update(e.hash for e in local.get_tree(h).entries)
-        second = sorted(h for h in inner if not local.has(h) and h in available)
+        second = sorted(h for h in inner if not local.has(h))
         for batch in _batches(second):
             _download(project, rstore, batch, name, jobs, report, got, progress)
         got |= {h for h in inner if local.has(h)}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from repro.errors import PathError
 from repro.hashing.engine import HashResult
 from repro.hashing.state import StatKey, now_ns, restat
-from repro.hashing.tree import Tree, TreeEntry
+from repro.hashing.tree import TreeEntry
 from repro.project import Project
 from repro.store.objects import ObjectStore
 
@@ -219,7 +219,3 @@ def _place(
         records.append((dst, StatKey.of(os.stat(dst)), e.hash, checked))
         report.placed += 1
     project.state.put_many(records)
-
-
-def tree_of(cache: ObjectStore, h: PathHash) -> Tree | None:
-    return cache.get_tree(h.hash) if h.isdir else None

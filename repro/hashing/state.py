@@ -130,9 +130,6 @@ class StateDB:
             [(path, fingerprint, h, size, checked)],
         )
 
-    def forget(self, paths: Iterable[str]) -> None:
-        self.execute_many("DELETE FROM state WHERE path=?", [(p,) for p in paths])
-
 
 def now_ns() -> int:
     return time.time_ns()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from repro.errors import SpecError
@@ -71,7 +70,3 @@ def stage_params(project: Project, stage: Stage) -> dict[str, Any]:
 
 def param_id(ref: ParamRef) -> str:
     return f"{ref.file}:{ref.key}"
-
-
-def exists(project: Project, rel: str) -> bool:
-    return os.path.exists(project.abs(rel))

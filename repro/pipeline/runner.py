@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from repro.errors import PathError, ReproError, SpecError, StageFailedError
+from repro.errors import PathError, ReproError, SpecError
 from repro.execution.base import ExecRequest, Executor
 from repro.gitignore import ensure_ignored
 from repro.lockfile import Lock, load_lock, save_lock
@@ -531,10 +531,4 @@ def _record(
     save_record(project.cache.backend, rec)
 
 
-def raise_for_failure(result: RunResult) -> None:
-    for s in result.stages:
-        if s.status == "failed":
-            raise StageFailedError(s.message or f"stage '{s.name}' failed.")
-
-
-__all__ = ["RunResult", "Runner", "StageOutcome", "raise_for_failure", "run"]
+__all__ = ["RunResult", "Runner", "StageOutcome", "run"]

@@ -51,16 +51,22 @@ class Backend(ABC):
     @abstractmethod
     def size(self, key: str) -> int: ...
 
-    def is_local(self) -> bool:
-        return False
-
     def put_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
         """Upload many (local path, key) pairs; backends that can overlap requests do."""
         _run_parallel([lambda lp=lp, k=k: self.put_file(lp, k) for lp, k in pairs], jobs)
 
-    def get_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
-        """Download many (key, local path) pairs."""
-        _run_parallel([lambda k=k, lp=lp: self.get_file(k, lp) for k, lp in pairs], jobs)
+    def get_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> list[bool]:
+        """Download many (key, local path) pairs; returns, per pair, whether the key existed
+        (so callers need no listing first). Other errors are raised."""
+
+        def one(k: str, lp: str) -> bool:
+            try:
+                self.get_file(k, lp)
+                return True
+            except FileNotFoundError:
+                return False
+
+        return _run_parallel([lambda k=k, lp=lp: one(k, lp) for k, lp in pairs], jobs)
 
     def check(self) -> None:  # noqa: B027 - a no-op by default; remote backends override it
         """Raise FileNotFoundError / PermissionError / OSError when the store cannot be used."""
@@ -74,9 +80,6 @@ class LocalBackend(Backend):
         self.url = self.root
         self.tmp = tmp or os.path.join(self.root, "tmp")
         self._made: set[str] = set()
-
-    def is_local(self) -> bool:
-        return True
 
     def path(self, key: str) -> str:
         return os.path.join(self.root, key)
@@ -221,29 +224,36 @@ class FsspecBackend(Backend):
             return super().put_files(pairs, jobs)
         self._gather([self.fs._put_file(lp, self._p(k)) for lp, k in pairs], jobs * 4)
 
-    def get_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
+    def get_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> list[bool]:
         if not self._object_store():
             return super().get_files(pairs, jobs)
-        self._gather([self.fs._get_file(self._p(k), lp) for k, lp in pairs], jobs * 4)
+        results = self._gather(
+            [self.fs._get_file(self._p(k), lp) for k, lp in pairs], jobs * 4, missing_ok=True
+        )
+        return [not isinstance(r, FileNotFoundError) for r in results]
 
-    def _gather(self, coros: list, limit: int) -> None:
+    def _gather(self, coros: list, limit: int, missing_ok: bool = False) -> list:
         """Run an async filesystem's requests concurrently on its own event loop (one
         connection pool, `limit` requests in flight) instead of one blocking call each."""
         import asyncio
 
         from fsspec.asyn import sync
 
-        async def run_all() -> None:
+        async def run_all() -> list:
             sem = asyncio.Semaphore(limit)
 
             async def one(c):
                 async with sem:
-                    return await c
+                    try:
+                        return await c
+                    except FileNotFoundError as exc:
+                        if missing_ok:
+                            return exc
+                        raise
 
-            await asyncio.gather(*(one(c) for c in coros))
+            return await asyncio.gather(*(one(c) for c in coros))
 
-        if coros:
-            sync(self.fs.loop, run_all)
+        return sync(self.fs.loop, run_all) if coros else []
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -253,16 +263,13 @@ class FsspecBackend(Backend):
         return int(self.fs.size(self._p(key)))
 
 
-def _run_parallel(calls: list[Callable[[], object]], jobs: int) -> None:
+def _run_parallel(calls: list[Callable[[], Any]], jobs: int) -> list[Any]:
     if jobs <= 1 or len(calls) <= 1:
-        for c in calls:
-            c()
-        return
+        return [c() for c in calls]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(jobs) as pool:
-        for f in [pool.submit(c) for c in calls]:
-            f.result()
+        return [f.result() for f in [pool.submit(c) for c in calls]]
 
 
 _counter = itertools.count()
