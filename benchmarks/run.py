@@ -188,6 +188,17 @@ CHAIN_STAGE = (
 )
 
 
+def dvc_pipeline(dproj: str, row: dict, noop: float, status: float, tries: int) -> None:
+    """DVC's first repro, no-op repro and status on the same pipeline, and the ratios."""
+    dvc = dvc_cmd()
+    assert dvc is not None
+    row["dvc_first_repro_s"] = timed([dvc, "repro", "-q"], dproj)
+    row["dvc_noop_repro_s"] = best(lambda: timed([dvc, "repro", "-q"], dproj), tries)
+    row["dvc_status_s"] = best(lambda: timed([dvc, "status", "-q"], dproj, False), tries)
+    row["noop_speedup_vs_dvc"] = row["dvc_noop_repro_s"] / noop
+    row["status_speedup_vs_dvc"] = row["dvc_status_s"] / status
+
+
 def bench_chain(base: str, n: int, rows: list[dict]) -> None:
     """A chain of n stages: first run, no-op run and status."""
     spec = "stages:\n" + "".join(
@@ -211,11 +222,7 @@ def bench_chain(base: str, n: int, rows: list[dict]) -> None:
         dproj = dvc_project(base, "dvc-chain")
         Path(dproj, "seed.txt").write_text("seed\n")
         Path(dproj, "dvc.yaml").write_text(spec)
-        row["dvc_first_repro_s"] = timed([dvc_cmd(), "repro", "-q"], dproj)  # type: ignore[list-item]
-        row["dvc_noop_repro_s"] = best(lambda: timed([dvc_cmd(), "repro", "-q"], dproj), 3)  # type: ignore[list-item]
-        row["dvc_status_s"] = best(lambda: timed([dvc_cmd(), "status", "-q"], dproj, False), 3)  # type: ignore[list-item]
-        row["noop_speedup_vs_dvc"] = row["dvc_noop_repro_s"] / noop
-        row["status_speedup_vs_dvc"] = row["dvc_status_s"] / status
+        dvc_pipeline(dproj, row, noop, status, tries=3)
     rows.append(row)
 
 
@@ -255,11 +262,7 @@ def bench_folder_pipeline(base: str, n: int, rows: list[dict]) -> None:
         make_small_files(os.path.join(dproj, "data"), n)
         sh([dvc_cmd(), "add", "-q", "data"], dproj)  # type: ignore[list-item]
         Path(dproj, "dvc.yaml").write_text(spec)
-        row["dvc_first_repro_s"] = timed([dvc_cmd(), "repro", "-q"], dproj)  # type: ignore[list-item]
-        row["dvc_noop_repro_s"] = best(lambda: timed([dvc_cmd(), "repro", "-q"], dproj), 2)  # type: ignore[list-item]
-        row["dvc_status_s"] = best(lambda: timed([dvc_cmd(), "status", "-q"], dproj, False), 2)  # type: ignore[list-item]
-        row["noop_speedup_vs_dvc"] = row["dvc_noop_repro_s"] / noop
-        row["status_speedup_vs_dvc"] = row["dvc_status_s"] / status
+        dvc_pipeline(dproj, row, noop, status, tries=2)
     rows.append(row)
 
 
