@@ -21,6 +21,12 @@ class ReproError(Exception):
         return self.message
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as a short clause for a one-sentence message (first line, 200 chars)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 class UsageError(ReproError):
     """The command line itself is wrong (unknown option value, conflicting flags)."""
 

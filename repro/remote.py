@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from repro.config import save_config
-from repro.errors import NotFoundError, ReproError, UsageError
+from repro.errors import NotFoundError, ReproError, UsageError, first_line
 from repro.project import Project
 from repro.store.objects import ObjectStore
 
@@ -172,17 +172,20 @@ def remote_errors(name: str, url: str) -> Iterator[None]:
         raise
     except PermissionError as exc:
         raise RemoteError(
-            f"remote '{name}' ({url}): access denied ({_short(exc)}); check the "
+            f"remote '{name}' ({url}): access denied ({first_line(exc)}); check the "
             "credentials in your environment or cloud profile."
         ) from None
     except FileNotFoundError as exc:
         raise RemoteError(
-            f"remote '{name}' ({url}): not found ({_short(exc)}); does the bucket or folder exist?"
+            f"remote '{name}' ({url}): not found ({first_line(exc)}); "
+            "does the bucket or folder exist?"
         ) from None
     except (OSError, ConnectionError, TimeoutError) as exc:
-        raise RemoteError(f"remote '{name}' ({url}): cannot be reached ({_short(exc)}).") from None
+        raise RemoteError(
+            f"remote '{name}' ({url}): cannot be reached ({first_line(exc)})."
+        ) from None
     except Exception as exc:  # botocore and friends raise their own classes
-        text = _short(exc)
+        text = first_line(exc)
         if any(
             w in text
             for w in (
@@ -203,11 +206,6 @@ def remote_errors(name: str, url: str) -> Iterator[None]:
         if any(w in text.lower() for w in ("connect", "endpoint", "timeout", "resolve")):
             raise RemoteError(f"remote '{name}' ({url}): cannot be reached ({text}).") from None
         raise RemoteError(f"remote '{name}' ({url}): {type(exc).__name__}: {text}") from None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
 
 
 TRANSIENT = (ConnectionError, TimeoutError)

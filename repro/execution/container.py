@@ -12,8 +12,9 @@ import os
 import threading
 import time
 
+from repro.errors import first_line
 from repro.execution.base import ExecRequest, ExecResult, echo_line
-from repro.execution.images import ImageError, _first_line, client
+from repro.execution.images import ImageError, client
 from repro.lockfile import Lock
 
 
@@ -39,7 +40,7 @@ class ContainerExecutor:
             except Exception as exc:
                 raise ImageError(
                     f"stage '{stage.name}': image '{stage.image}' ({image}) is not "
-                    f"present and cannot be pulled ({_first_line(exc)})."
+                    f"present and cannot be pulled ({first_line(exc)})."
                 ) from None
         env = {
             k: v
@@ -62,7 +63,7 @@ class ContainerExecutor:
         except Exception as exc:
             raise ImageError(
                 f"stage '{stage.name}': cannot create a container from "
-                f"'{stage.image}' ({_first_line(exc)})."
+                f"'{stage.image}' ({first_line(exc)})."
             ) from None
         stopper = threading.Thread(target=self._watch, args=(container, cancel), daemon=True)
         try:

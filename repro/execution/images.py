@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from repro.errors import MissingExtraError, ReproError
+from repro.errors import MissingExtraError, ReproError, first_line
 
 
 class ImageError(ReproError):
@@ -38,14 +38,8 @@ def client() -> Any:
     except Exception as exc:
         host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         raise ImageError(
-            f"no Docker engine answers at {host} ({_first_line(exc)}); start one "
-            "or set DOCKER_HOST."
+            f"no Docker engine answers at {host} ({first_line(exc)}); start one or set DOCKER_HOST."
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return (s.splitlines()[0] if s else type(exc).__name__)[:200]
 
 
 def resolve(ref: str, docker_client: Any | None = None, stage: str | None = None) -> str:
@@ -64,7 +58,7 @@ def resolve(ref: str, docker_client: Any | None = None, stage: str | None = None
             who = f"stage '{stage}': " if stage else ""
             raise ImageError(
                 f"{who}image '{ref}' is not present and cannot be resolved from a "
-                f"registry ({_first_line(exc)})."
+                f"registry ({first_line(exc)})."
             ) from None
     repo = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
     for rd in image.attrs.get("RepoDigests") or []:
