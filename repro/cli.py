@@ -695,6 +695,8 @@ def main() -> None:
             raise
         _err(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
         sys.exit(70)
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        _err("interrupted.")
     sys.exit(code if isinstance(code, int) else 0)
 
 

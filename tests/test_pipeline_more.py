@@ -155,3 +155,41 @@ def test_parquet_schema_change(project, cli) -> None:
     s2 = cli("add", "t.parquet", "--json", ok=True).json()["snapshot"]
     d = cli("diff", s1, s2, "--json", ok=True).json()
     assert d["data"][0]["note"] == "schema changed"
+
+
+def test_interrupted_run_stops_the_stage_and_changes_no_lock(project, cli) -> None:
+    import signal
+    import time
+
+    write(
+        project.root, "repro.yaml", "stages:\n  a:\n    cmd: echo v1 > a.txt\n    outs: [a.txt]\n"
+    )
+    cli("run", ok=True)
+    lock_before = Path(project.root, "repro.lock").read_text()
+    write(
+        project.root,
+        "repro.yaml",
+        "stages:\n  a:\n    cmd: touch started; sleep 5; "
+        "touch finished; echo v2 > a.txt\n    outs: [a.txt]\n",
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "repro.cli", "run"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = Path(project.root, "started")
+    deadline = time.time() + 20
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    p.send_signal(signal.SIGINT)  # Ctrl-C
+    _out, err = p.communicate(timeout=20)
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    time.sleep(5.5)
+    assert not Path(project.root, "finished").exists()  # the stage's process group was stopped
+    assert Path(project.root, "repro.lock").read_text() == lock_before
+    # The old output was saved before the stage began; checkout brings it back.
+    cli("checkout", ok=True)
+    assert Path(project.root, "a.txt").read_text() == "v1\n"
