@@ -19,6 +19,7 @@ from typing import Any
 
 from repro.canonical import packb, unpackb
 from repro.errors import NotFoundError
+from repro.pipeline import envfp
 from repro.project import Project
 from repro.store.backend import Backend
 
@@ -179,8 +180,6 @@ def make_record(
     git: tuple[str | None, bool | None] | None = None,
 ) -> RunRecord:
     """The record of one run; `git` is `git_state()` when the caller already asked."""
-    import platform
-
     commit, dirty = git if git is not None else git_state(project.root)
     return RunRecord(
         run_id=run_id,
@@ -193,8 +192,8 @@ def make_record(
         ci={k: os.environ[k] for k in CI_VARS if k in os.environ},
         git_commit=commit,
         git_dirty=dirty,
-        python=platform.python_version(),
-        platform=f"{sys.platform}-{platform.machine()}",
+        python=envfp.python_version(),
+        platform=envfp.platform_tag(),
         snapshot=snapshot,
         status=status,
         stages=stages,

@@ -15,7 +15,6 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -379,6 +378,26 @@ class Runner:
             names = [n for n in names if not targets or n in targets]
         if not self.dry_run:
             self._lock_images(names)
+        if self.jobs == 1:
+            try:  # in order, in this thread: Ctrl-C reaches the executor directly
+                for n in names:
+                    self.outcomes[n] = self.process(n)
+            except BaseException:
+                self.cancel.set()
+                raise
+        else:
+            self._run_parallel(names)
+        result = RunResult(
+            self.run_id, [self.outcomes[n] for n in names], started, time.time(), self.dry_run
+        )
+        if not self.dry_run and not self.verify:
+            self._write_lock(result, full=not targets)
+        return result
+
+    def _run_parallel(self, names: list[str]) -> None:
+        """Up to `jobs` stages at once, each as soon as the stages it needs are done."""
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
         pending = {n: {u for u in self.graph.upstream[n] if u in names} for n in names}
         ready = [n for n in names if not pending[n]]
         futures: dict[Future, str] = {}
@@ -407,12 +426,6 @@ class Runner:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-        result = RunResult(
-            self.run_id, [self.outcomes[n] for n in names], started, time.time(), self.dry_run
-        )
-        if not self.dry_run and not self.verify:
-            self._write_lock(result, full=not targets)
-        return result
 
     def _lock_images(self, names: list[str]) -> None:
         """Resolve image tags not yet in repro.lock (once); locked ones are never re-resolved."""
