@@ -142,8 +142,20 @@ def check_out(
 ) -> CheckoutReport:
     """Make workspace path `rel` hold `want`. Unless `force`, content about to be overwritten
     or removed that the cache lacks is checked in first (listed in `report.saved`)."""
-    cache = cache or project.cache
-    report = report or CheckoutReport()
+    with project.hasher.session():  # the path is hashed once, not again to check it in
+        return _check_out(
+            project, rel, want, force, cache or project.cache, report or CheckoutReport()
+        )
+
+
+def _check_out(
+    project: Project,
+    rel: str,
+    want: PathHash,
+    force: bool,
+    cache: ObjectStore,
+    report: CheckoutReport,
+) -> CheckoutReport:
     path = project.abs(rel)
     project.hasher.invalidate(path)
     current: HashResult | None = None
