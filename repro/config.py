@@ -12,7 +12,9 @@ CONFIG_TEMPLATE = """\
 # repro project configuration (committed to git; never put credentials here).
 [cache]
 # How outputs are put into the workspace from the cache, fastest first.
-link = ["reflink", "hardlink", "copy"]
+# Default: ["reflink", "hardlink", "copy"]; as root ["reflink", "copy"], since root can write
+# into a read-only hardlinked object and so change the cache.
+# link = ["reflink", "hardlink", "copy"]
 """
 
 

@@ -14,7 +14,7 @@ from repro.errors import NotAProjectError, PathError
 from repro.hashing.engine import Hasher
 from repro.hashing.state import StateDB
 from repro.store.backend import LocalBackend
-from repro.store.links import DEFAULT_LINKS
+from repro.store.links import default_links
 from repro.store.objects import ObjectStore
 
 DOT = ".repro"
@@ -100,7 +100,7 @@ class Project:
 
     @cached_property
     def cache(self) -> ObjectStore:
-        links = tuple(self.config.get("cache", {}).get("link", DEFAULT_LINKS))
+        links = tuple(self.config.get("cache", {}).get("link", default_links()))
         backend = LocalBackend(os.path.join(self.dot, "cache"), tmp=self.tmp_dir)
         return ObjectStore(backend, self.state, links, name="local cache")
 

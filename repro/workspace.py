@@ -227,7 +227,10 @@ def _place(
             made[parent] = os.stat(parent).st_dev
         if os.path.isdir(dst) and not os.path.islink(dst):
             _remove(dst)
-        cache.checkout_file(e.hash, dst, e.executable, sources[e.hash], made[parent])
-        records.append((dst, StatKey.of(os.stat(dst)), e.hash, checked))
+        method = cache.checkout_file(e.hash, dst, e.executable, sources[e.hash], made[parent])
+        key = StatKey.of(os.stat(dst))
+        records.append((dst, key, e.hash, checked))
+        if method == "hardlink":  # the object is that inode: its ctime moved with the new link
+            records.append((sources[e.hash], key, e.hash, checked))
         report.placed += 1
     project.state.put_many(records)

@@ -89,3 +89,21 @@ def test_not_a_project_is_clear(tmp_path: Path) -> None:
 
     r = run_cli(["add", "x"], tmp_path)
     assert r.code == 1 and "repro init" in r.err
+
+
+def test_in_place_edit_as_root_cannot_reach_the_cache(project, cli) -> None:
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("for other users the read-only bit on hardlinked objects does this job")
+    from repro.store.links import ROOT_LINKS
+
+    assert project.cache.links == ROOT_LINKS
+    write(project.root, "d/x.bin", b"original")
+    cli("add", "d", ok=True)
+    with open(os.path.join(project.root, "d", "x.bin"), "r+b") as f:  # as tools running as root do
+        f.write(b"EDITED!!")
+    assert cli("fsck", "--json", ok=True).json()["ok"] is True
+    r = cli("checkout", ok=True)
+    assert Path(project.root, "d", "x.bin").read_bytes() == b"original"
+    assert "repro restore" in r.out  # the edit itself was saved first

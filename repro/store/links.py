@@ -15,6 +15,16 @@ import os
 
 FICLONE = 0x40049409
 DEFAULT_LINKS = ("reflink", "hardlink", "copy")
+ROOT_LINKS = ("reflink", "copy")
+
+
+def default_links() -> tuple[str, ...]:
+    """The methods used when `.repro/config.toml` names none. Root ignores the read-only bit
+    that keeps tools from writing into a hardlinked object, so as root repro does not hardlink
+    (an in-place edit would change the cached object); everyone else gets hardlinks."""
+    return ROOT_LINKS if os.geteuid() == 0 else DEFAULT_LINKS
+
+
 _refused: set[tuple[str, int]] = set()
 
 
