@@ -18,7 +18,14 @@ from repro.errors import NotFoundError, PathError
 from repro.lockfile import Lock, load_lock, save_lock
 from repro.project import LOCK_FILE, SPEC_FILE, Project
 from repro.store.backend import Backend
-from repro.workspace import CheckoutReport, PathHash, check_in, check_out, save_before_overwrite
+from repro.workspace import (
+    CheckoutReport,
+    PathHash,
+    check_in,
+    check_out,
+    remove_path,
+    save_before_overwrite,
+)
 
 SNAPSHOT_FORMAT = 1
 
@@ -189,12 +196,7 @@ def checkout_snapshot(
         if os.path.lexists(p):
             if not force:
                 save_before_overwrite(project, path, report)
-            import shutil
-
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p)
-            else:
-                os.unlink(p)
+            remove_path(p)
             project.hasher.invalidate(p)
             report.removed += 1
     for path, d in sorted(targets.items()):

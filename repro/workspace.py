@@ -103,7 +103,8 @@ def check_in(
     return new
 
 
-def _remove(path: str) -> None:
+def remove_path(path: str) -> None:
+    """Remove a file, a symlink or a whole folder (a missing path is fine)."""
     if os.path.isdir(path) and not os.path.islink(path):
         import shutil
 
@@ -173,14 +174,14 @@ def _check_out(
             save_before_overwrite(project, rel, report, cache)
     if not want.isdir:
         if current is not None and current.is_dir:
-            _remove(path)
+            remove_path(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _place(project, cache, [(path, TreeEntry(rel, want.hash, want.size, False))], report)
         project.hasher.invalidate(path)
         return report
     tree = cache.get_tree(want.hash)
     if current is not None and not current.is_dir:
-        _remove(path)
+        remove_path(path)
         current = None
     have = {f.rel: f for f in current.files} if current is not None else {}
     wanted = tree.as_dict()
@@ -226,7 +227,7 @@ def _place(
             os.makedirs(parent, exist_ok=True)
             made[parent] = os.stat(parent).st_dev
         if os.path.isdir(dst) and not os.path.islink(dst):
-            _remove(dst)
+            remove_path(dst)
         method = cache.checkout_file(e.hash, dst, e.executable, sources[e.hash], made[parent])
         key = StatKey.of(os.stat(dst))
         records.append((dst, key, e.hash, checked))

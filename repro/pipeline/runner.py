@@ -36,7 +36,14 @@ from repro.pipeline.status import (
 )
 from repro.project import Project
 from repro.seeds import stage_env
-from repro.workspace import CheckoutReport, PathHash, check_in, check_out, save_before_overwrite
+from repro.workspace import (
+    CheckoutReport,
+    PathHash,
+    check_in,
+    check_out,
+    remove_path,
+    save_before_overwrite,
+)
 
 
 @dataclass
@@ -257,10 +264,8 @@ class Runner:
                 save_before_overwrite(self.project, o.path, report)
                 if o.persist:
                     _unprotect(p)
-                elif os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p)
                 else:
-                    os.unlink(p)
+                    remove_path(p)
                 self.project.hasher.invalidate(p)
             os.makedirs(os.path.dirname(p), exist_ok=True)
 
