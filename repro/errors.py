@@ -78,3 +78,19 @@ class NotFoundError(ReproError):
 
 class WorkspaceConflictError(ReproError):
     """An operation would overwrite workspace content that is not in the cache."""
+
+
+class UntrustedInputError(PathError):
+    """A record from outside (a remote, a lock from git, a snapshot, a tree) or a workspace
+    symlink would make repro read or write outside the project, or names a malformed hash.
+
+    The message is composed from the fields: where the record came from, which field, the value,
+    and what is wrong with it."""
+
+    def __init__(self, source: str, field: str, value: object, problem: str) -> None:
+        self.source = source
+        self.field = field
+        self.value = value
+        self.problem = problem
+        shown = repr(value) if not isinstance(value, str) else repr(value[:200])
+        super().__init__(f"{source}: {field} {shown} {problem}; refusing to use it.")

@@ -13,6 +13,7 @@ from repro.config import CONFIG_TEMPLATE, load_config
 from repro.errors import NotAProjectError, PathError
 from repro.hashing.engine import Hasher
 from repro.hashing.state import StateDB
+from repro.safety import Boundary
 from repro.store.backend import LocalBackend
 from repro.store.links import default_links
 from repro.store.objects import ObjectStore
@@ -93,6 +94,11 @@ class Project:
     @cached_property
     def state(self) -> StateDB:
         return StateDB(os.path.join(self.dot, "state.db"))
+
+    @cached_property
+    def boundary(self) -> Boundary:
+        """Where the project ends on disk: every write into the workspace is checked with it."""
+        return Boundary(self.root)
 
     @cached_property
     def hasher(self) -> Hasher:
