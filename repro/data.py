@@ -10,11 +10,12 @@ import os
 from dataclasses import dataclass
 
 from repro.errors import PathError
-from repro.gitignore import ensure_ignored
+from repro.gitignore import ensure_ignored, git_tracked
 from repro.hashing.engine import Progress
 from repro.lockfile import load_lock, save_lock
 from repro.pipeline.specio import load_rt, save_rt
 from repro.project import Project
+from repro.safety import output_problem
 from repro.workspace import CheckoutReport, PathHash, check_in, check_out
 
 
@@ -54,8 +55,17 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
     """
     rels = [project.rel(p, "path to add") for p in paths]
     for p, rel in zip(paths, rels, strict=True):
+        problem = output_problem(rel)
+        if problem:
+            raise PathError(f"{p}: {problem}; repro cannot track it as data.")
         if not os.path.lexists(project.abs(rel)):
             raise PathError(f"{p}: no such file or folder.")
+    tracked = git_tracked(project.root, rels)
+    if tracked:
+        raise PathError(
+            f"{sorted(tracked)[0]}: is tracked by git; repro would move it out of git's "
+            "hands. 'git rm -r --cached' it first, then 'repro add' it."
+        )
     from repro.pipeline.spec import load_spec
 
     spec = load_spec(project)

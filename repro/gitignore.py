@@ -34,3 +34,27 @@ def ensure_ignored(root: str, paths: Iterable[str]) -> bool:
         f.write("\n".join(lines) + "\n")
     os.replace(tmp, gi)
     return True
+
+
+def git_tracked(root: str, paths: Iterable[str]) -> set[str]:
+    """Of `paths` (project-relative), those git tracks, or that hold a file git tracks: repro
+    deletes and rewrites outputs and tracked data, so a committed file must never be one.
+    Empty outside a git work tree or when git is not installed."""
+    import subprocess
+
+    paths = sorted(set(paths))
+    if not paths or not os.path.exists(os.path.join(root, ".git")):
+        return set()
+    try:
+        p = subprocess.run(
+            ["git", "ls-files", "-z", "--", *(f":(literal){x}" for x in paths)],
+            cwd=root,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    if p.returncode != 0:
+        return set()
+    listed = [f.decode(errors="replace") for f in p.stdout.split(b"\0") if f]
+    return {x for x in paths if any(f == x or f.startswith(x + "/") for f in listed)}

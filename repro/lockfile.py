@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.errors import SpecError
+from repro.errors import SpecError, UntrustedInputError
+from repro.safety import safe_hash, safe_path_hash, safe_rel
 
 LOCK_SCHEMA = 1
 
@@ -50,11 +51,59 @@ def load_lock(path: str) -> Lock:
             doc = YAML(typ="safe").load(text)
         except Exception as exc:
             raise SpecError(f"{os.path.basename(path)}: cannot be parsed ({exc}).") from None
+    name = os.path.basename(path)
     if not isinstance(doc, dict) or doc.get("schema", LOCK_SCHEMA) != LOCK_SCHEMA:
-        raise SpecError(f"{os.path.basename(path)}: unknown lock schema; is repro too old?")
-    return Lock(
-        dict(doc.get("stages") or {}), dict(doc.get("data") or {}), dict(doc.get("images") or {})
-    )
+        raise SpecError(f"{name}: unknown lock schema; is repro too old?")
+    stages, data, images = (doc.get(k) or {} for k in ("stages", "data", "images"))
+    validate_state(stages, data, name, images=images)
+    return Lock(dict(stages), dict(data), dict(images))
+
+
+def _mapping(value: Any, source: str, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise UntrustedInputError(source, field, value, "is not a mapping")
+    return value
+
+
+def validate_state(
+    stages: Any,
+    data: Any,
+    source: str,
+    files: Any = None,
+    images: Any = None,
+) -> None:
+    """Check a recorded state (a lock, or a snapshot from a shared cache) before anything acts
+    on it: every path is project-relative and safe (outputs and data never name a file repro or
+    git owns), every hash is 32 hex characters, every field has its type. A lock arrives with
+    `git pull` and a snapshot from a remote: neither may steer a write outside the project."""
+    for key, d in _mapping(data, source, "data").items():
+        safe_rel(key, source, "data path", output=True)
+        safe_path_hash(d, source, f"data.{key}")
+    for key, d in _mapping(files or {}, source, "files").items():
+        safe_rel(key, source, "file path")
+        safe_path_hash(d, source, f"files.{key}")
+    for ref, digest in _mapping(images or {}, source, "images").items():
+        if not isinstance(ref, str) or not isinstance(digest, str):
+            raise UntrustedInputError(source, f"images.{ref}", digest, "is not a string")
+    for name, entry in _mapping(stages, source, "stages").items():
+        where = f"stages.{name}"
+        _mapping(entry, source, where)
+        if entry.get("signature") is not None:
+            safe_hash(entry["signature"], source, f"{where}.signature")
+        for key, d in _mapping(entry.get("outs") or {}, source, f"{where}.outs").items():
+            safe_rel(key, source, f"{where}.outs path", output=True)
+            safe_path_hash(d, source, f"{where}.outs.{key}")
+        for key, d in _mapping(entry.get("deps") or {}, source, f"{where}.deps").items():
+            safe_rel(key, source, f"{where}.deps path")
+            safe_path_hash(d, source, f"{where}.deps.{key}")
+        env = _mapping(entry.get("environment") or {}, source, f"{where}.environment")
+        lockfiles = env.get("lockfiles") or {}
+        for key in _mapping(lockfiles, source, f"{where}.environment.lockfiles"):
+            safe_rel(key, source, f"{where}.environment.lockfiles path")
+        for key in _mapping(entry.get("params") or {}, source, f"{where}.params"):
+            if not isinstance(key, str):
+                raise UntrustedInputError(source, f"{where}.params", key, "is not a string")
+            safe_rel(key.rsplit(":", 1)[0], source, f"{where}.params file")
 
 
 def save_lock(path: str, lock: Lock) -> None:

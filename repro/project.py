@@ -102,7 +102,8 @@ class Project:
 
     @cached_property
     def hasher(self) -> Hasher:
-        return Hasher(self.state)
+        follow = bool((self.config.get("core") or {}).get("follow_symlinks", False))
+        return Hasher(self.state, inside=None if follow else self.boundary.root_real)
 
     @cached_property
     def cache(self) -> ObjectStore:

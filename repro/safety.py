@@ -38,8 +38,9 @@ def safe_hash(value: object, source: str, field: str = "hash") -> str:
     return value  # type: ignore[return-value]
 
 
-def rel_problem(path: object) -> str | None:
-    """Why `path` is not a safe project-relative POSIX path, or None when it is."""
+def rel_problem(path: object, owned: bool = True) -> str | None:
+    """Why `path` is not a safe relative POSIX path, or None when it is. With `owned`, a path
+    into `.git` or `.repro` is refused too (project paths; a tree's entries may hold `.git`)."""
     if not isinstance(path, str):
         return "is not a string"
     if not path or path == ".":
@@ -55,18 +56,25 @@ def rel_problem(path: object) -> str | None:
         return "climbs out of the project"
     if posixpath.normpath(path) != path:
         return "is not normalised"
-    if parts[0] in OWNED_DIRS or ".git" in parts:
+    if owned and (parts[0] in OWNED_DIRS or ".git" in parts):
         return "lies inside repro's or git's own folder"
     return None
+
+
+def output_problem(path: object) -> str | None:
+    """Why `path` may not be an output or tracked data (which repro deletes and rewrites), or
+    None: the rules of `rel_problem`, and none of the files repro and git own."""
+    problem = rel_problem(path)
+    if problem is None and posixpath.basename(path) in OWNED_FILES:  # type: ignore[arg-type]
+        problem = "is a file repro or git owns"
+    return problem
 
 
 def safe_rel(path: object, source: str, field: str = "path", output: bool = False) -> str:
     """`path` when it is relative, normalised, without `..`, NUL, backslash or an owned folder.
     With `output`, also refuse the files repro and git own (`repro.yaml`, `repro.lock`,
     `.gitignore`): nothing may overwrite them as an output or tracked data."""
-    problem = rel_problem(path)
-    if problem is None and output and posixpath.basename(path) in OWNED_FILES:  # type: ignore[arg-type]
-        problem = "is a file repro or git owns"
+    problem = output_problem(path) if output else rel_problem(path)
     if problem is not None:
         raise UntrustedInputError(source, field, path, problem)
     return path  # type: ignore[return-value]

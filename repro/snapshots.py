@@ -59,15 +59,27 @@ class Snapshot:
         return out
 
     @classmethod
-    def decode(cls, data: bytes) -> Snapshot:
-        d = unpackb(data)
-        return cls(
-            d.get("stages", {}),
-            d.get("data", {}),
-            d.get("files", {}),
-            d.get("schemas", {}),
-            d.get("images", {}),
+    def decode(cls, data: bytes, source: str = "snapshot") -> Snapshot:
+        """Parse a stored snapshot, refusing one whose paths or hashes could steer a checkout
+        outside the project (snapshots come from shared caches: DESIGN.md, trust boundaries)."""
+        from repro.errors import CorruptObjectError
+        from repro.lockfile import validate_state
+
+        try:
+            d = unpackb(data)
+        except Exception as exc:
+            raise CorruptObjectError(f"{source}: not a valid snapshot ({exc}).") from None
+        if not isinstance(d, dict):
+            raise CorruptObjectError(f"{source}: not a valid snapshot.")
+        snap = cls(
+            d.get("stages") or {},
+            d.get("data") or {},
+            d.get("files") or {},
+            d.get("schemas") or {},
+            d.get("images") or {},
         )
+        validate_state(snap.stages, snap.data, source, files=snap.files, images=snap.images)
+        return snap
 
 
 def snapshot_key(sig: str) -> str:
@@ -153,7 +165,7 @@ def load_snapshot(backend: Backend, sig: str) -> Snapshot:
         raise NotFoundError(f"snapshot {sig} is not in the cache.") from None
     from repro.canonical import hash_bytes
 
-    snap = Snapshot.decode(data)
+    snap = Snapshot.decode(data, f"snapshot {sig[:12]}")
     if hash_bytes(packb(snap.record())) != sig:
         from repro.errors import CorruptObjectError
 

@@ -16,6 +16,7 @@ from repro.hashing.engine import HashResult
 from repro.hashing.state import StatKey, now_ns, restat
 from repro.hashing.tree import TreeEntry
 from repro.project import Project
+from repro.safety import safe_rel
 from repro.store.objects import ObjectStore
 
 
@@ -157,7 +158,8 @@ def _check_out(
     cache: ObjectStore,
     report: CheckoutReport,
 ) -> CheckoutReport:
-    path = project.abs(rel)
+    path = project.abs(safe_rel(rel, "checkout"))
+    project.boundary.check_write(path, "workspace", folder=want.isdir)
     project.hasher.invalidate(path)
     current: HashResult | None = None
     if os.path.lexists(path):
@@ -187,7 +189,7 @@ def _check_out(
     wanted = tree.as_dict()
     for relf, f in have.items():
         if relf not in wanted:
-            os.unlink(f.abs)
+            os.unlink(project.boundary.check_write(f.abs, "workspace"))
             report.removed += 1
     todo = []
     for e in tree.entries:
@@ -222,6 +224,7 @@ def _place(
     for dst, e in todo:
         parent = os.path.dirname(dst)
         if parent not in made:
+            project.boundary.check_write(dst, "workspace")
             if os.path.lexists(parent) and not os.path.isdir(parent):
                 os.unlink(parent)
             os.makedirs(parent, exist_ok=True)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,33 @@ def snapshot_tree(root: str | os.PathLike[str], skip=(".repro", ".git")) -> dict
             p = os.path.join(dirpath, f)
             out[os.path.relpath(p, root)] = Path(p).read_bytes()
     return out
+
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    pytest.importorskip("s3fs", reason="S3 tests need the 's3' extra (s3fs)")
+    pytest.importorskip("moto", reason="S3 tests need moto[server] (dev extra)")
+    from tests.s3server import MotoServer
+
+    for k, v in AWS_ENV.items():
+        os.environ.setdefault(k, v)
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+def new_bucket(server) -> str:
+    import s3fs
+
+    name = f"repro-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(endpoint_url=server.url, key="testing", secret="testing")
+    fs.mkdir(name)
+    return name

@@ -14,14 +14,7 @@ import pytest
 
 from repro.errors import CorruptObjectError
 from repro.project import Project
-from tests.conftest import git, run_cli, snapshot_tree, write
-
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_SESSION_TOKEN": "testing",
-}
+from tests.conftest import AWS_ENV, git, new_bucket, run_cli, snapshot_tree, write
 
 SPEC = """\
 stages:
@@ -36,28 +29,6 @@ stages:
     deps: [feats]
     outs: [model.bin]
 """
-
-
-@pytest.fixture(scope="session")
-def s3_server():
-    pytest.importorskip("s3fs", reason="S3 tests need the 's3' extra (s3fs)")
-    pytest.importorskip("moto", reason="S3 tests need moto[server] (dev extra)")
-    from tests.s3server import MotoServer
-
-    for k, v in AWS_ENV.items():
-        os.environ.setdefault(k, v)
-    server = MotoServer()
-    yield server
-    server.stop()
-
-
-def new_bucket(server) -> str:
-    import s3fs
-
-    name = f"repro-{uuid.uuid4().hex[:12]}"
-    fs = s3fs.S3FileSystem(endpoint_url=server.url, key="testing", secret="testing")
-    fs.mkdir(name)
-    return name
 
 
 @pytest.fixture(params=["file", "s3"])

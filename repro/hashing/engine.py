@@ -18,7 +18,7 @@ from repro.errors import PathError
 from repro.hashing.filehash import CHUNK, hash_file
 from repro.hashing.state import StateDB, StatKey, now_ns
 from repro.hashing.tree import Tree, TreeEntry
-from repro.hashing.walk import WalkEntry, walk_files
+from repro.hashing.walk import WalkEntry, link_leaves, outside_link_error, walk_files
 
 Progress = Callable[[int], None]
 
@@ -80,9 +80,13 @@ def _is_exec(st: os.stat_result) -> bool:
 class Hasher:
     """Hash files and folders, trusting the stat cache for unchanged files."""
 
-    def __init__(self, state: StateDB | None = None, workers: int = 2) -> None:
+    def __init__(
+        self, state: StateDB | None = None, workers: int = 2, inside: str | None = None
+    ) -> None:
         self.state = state if state is not None else StateDB(None)
         self.workers = workers
+        # With `inside` (the project's real path), symlinks leading out of it are refused.
+        self.inside = inside
         self.files_read = 0
         self.bytes_read = 0
         # Within a `session()`, results are remembered so a folder several stages read is walked
@@ -190,9 +194,13 @@ class Hasher:
             raise PathError(f"{path}: no such file or folder.") from None
         except OSError as exc:
             raise PathError(f"{path}: cannot stat ({exc.strerror}).") from None
+        if self.inside is not None:
+            real = link_leaves(abspath, self.inside)
+            if real is not None:
+                raise outside_link_error(abspath, real, self.inside)
         if statmod.S_ISDIR(st.st_mode):
             started = now_ns()
-            entries = walk_files(abspath)
+            entries = walk_files(abspath, inside=self.inside)
             fingerprint = folder_fingerprint(_stat_items(entries))
             if not files:
                 hit = self.state.get_folder(abspath, fingerprint, entries)

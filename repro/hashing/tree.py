@@ -9,11 +9,11 @@ wherever the folder lies.
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 
 from repro.canonical import hash_bytes, unpackb
 from repro.errors import CorruptObjectError
+from repro.safety import is_hash, rel_problem
 
 TREE_FORMAT = 1
 
@@ -73,21 +73,17 @@ class Tree:
             raise CorruptObjectError(f"{name}: not a valid tree object ({exc}).") from None
         for e in entries:
             check_entry_path(e.path, name)
+            if not is_hash(e.hash) or e.size < 0:
+                raise CorruptObjectError(
+                    f"{name}: manifest entry {e.path!r} has a malformed hash {e.hash[:40]!r}; "
+                    "refusing to use it."
+                )
         return cls(tuple(entries))
 
 
 def check_entry_path(path: str, name: str = "tree") -> None:
     """A manifest entry must stay inside its folder: no absolute path, no `..`, no empty part."""
-    norm = posixpath.normpath(path)
-    if (
-        not path
-        or path.startswith("/")
-        or norm != path
-        or norm == ".."
-        or norm.startswith("../")
-        or "\\" in path
-        or "\x00" in path
-    ):
+    if rel_problem(path, owned=False) is not None:
         raise CorruptObjectError(
             f"{name}: manifest entry {path!r} climbs out of its folder; refusing to use it."
         )

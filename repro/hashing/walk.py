@@ -21,9 +21,32 @@ class WalkEntry:
     st: os.stat_result
 
 
-def walk_files(root: str, skip: frozenset[str] = frozenset()) -> list[WalkEntry]:
+def link_leaves(path: str, inside: str | None) -> str | None:
+    """Where the symlink `path` leads when that is outside the folder `inside` (a real path),
+    else None. Data reached through such a link is not the project's: hashing it would send
+    files from elsewhere on this machine into the cache and on to remotes."""
+    if inside is None:
+        return None
+    real = os.path.realpath(path)
+    if real == inside or real.startswith(inside.rstrip(os.sep) + os.sep):
+        return None
+    return real
+
+
+def outside_link_error(path: str, real: str, inside: str) -> PathError:
+    rel = os.path.relpath(path, inside) if path.startswith(inside) else path
+    return PathError(
+        f"{rel}: is a symlink that leads outside the project (to {real}); repro does not "
+        "follow it. Set follow_symlinks = true under [core] in .repro/config.toml to allow it."
+    )
+
+
+def walk_files(
+    root: str, skip: frozenset[str] = frozenset(), inside: str | None = None
+) -> list[WalkEntry]:
     """Every regular file below `root`, sorted by relative path. `skip` holds names to ignore
-    at any depth (for example `.repro`, `.git` when hashing a whole project)."""
+    at any depth (for example `.repro`, `.git` when hashing a whole project). With `inside` (a
+    real path), a symlink leading out of that folder is an error instead of being followed."""
     out: list[WalkEntry] = []
     seen: set[tuple[int, int]] = set()
     st_root = os.stat(root)
@@ -46,6 +69,9 @@ def walk_files(root: str, skip: frozenset[str] = frozenset()) -> list[WalkEntry]
                             st = os.stat(entry.path)
                         except FileNotFoundError:
                             raise PathError(f"{entry.path}: dangling symlink.") from None
+                        real = link_leaves(entry.path, inside)
+                        if real is not None:
+                            raise outside_link_error(entry.path, real, inside or "")
                     else:
                         st = entry.stat()
                 except OSError as exc:

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from repro.errors import PathError, ReproError, SpecError
 from repro.execution.base import ExecRequest, Executor
-from repro.gitignore import ensure_ignored
+from repro.gitignore import ensure_ignored, git_tracked
 from repro.lockfile import Lock, load_lock, save_lock
 from repro.pipeline import runcache
 from repro.pipeline.graph import Graph, build_graph
@@ -256,6 +256,20 @@ class Runner:
             ensure_ignored(self.project.root, [o.path for o in stage.outs if o.cache])
 
     def _prepare_outputs(self, stage: Stage) -> None:
+        """Make room for the command's outputs: save what the cache lacks, then remove them.
+        Refuses (before touching anything) an output that git tracks or that lies behind a
+        symlink leading out of the project: removing it would delete what is not repro's."""
+        source = f"repro.yaml: stage '{stage.name}', key 'outs'"
+        # Outputs with `cache: false` are meant to live in git (DVC's metrics files): allowed.
+        tracked = git_tracked(self.project.root, [o.path for o in stage.outs if o.cache])
+        if tracked:
+            raise PathError(
+                f"{source}: output '{sorted(tracked)[0]}' is tracked by git; repro would "
+                "delete it before running the stage. Declare it as a dependency, or "
+                "'git rm --cached' it first."
+            )
+        for o in stage.outs:
+            self.project.boundary.check_write(self.project.abs(o.path), source)
         report = CheckoutReport()
         for o in stage.outs:
             p = self.project.abs(o.path)
@@ -338,7 +352,11 @@ class Runner:
         return outs
 
     def _execute(self, stage: Stage, inputs: StageInputs, out: StageOutcome) -> None:
-        self._prepare_outputs(stage)
+        try:
+            self._prepare_outputs(stage)
+        except ReproError as exc:
+            out.status, out.message = "failed", exc.message
+            return
         if not self._exec(stage, out):
             return
         out.outs = self._hash_outputs(stage, link=True)
@@ -446,7 +464,7 @@ class Runner:
         for o in result.stages:
             if o.status in ("ran", "restored", "up-to-date") and o.inputs is not None:
                 lock.stages[o.name] = lock_entry(o.inputs, self.spec.stages[o.name], o.outs)
-        if full:
+        if full and result.ok:  # a failed run must not drop entries: it proved nothing
             for name in list(lock.stages):
                 if name not in self.spec.stages:
                     del lock.stages[name]

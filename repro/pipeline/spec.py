@@ -17,6 +17,7 @@ from typing import Any
 
 from repro.errors import SpecError
 from repro.project import SPEC_FILE, Project
+from repro.safety import output_problem
 
 TOP_KEYS = {"stages", "data", "seed", "image", "params"}
 STAGE_KEYS = {
@@ -485,6 +486,9 @@ def _parse_stage(
                 )
                 continue
             rel, err = _norm(root, wrel, p)
+            owned = output_problem(rel) if rel else None
+            if owned:
+                err = f"output '{p}' {owned}; it cannot be an output"
             if err:
                 problems.add(body, err, name, key, _line(body, key))
                 continue

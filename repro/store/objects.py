@@ -17,6 +17,7 @@ from repro.errors import CorruptObjectError, MissingObjectError, ReproError
 from repro.hashing.filehash import hash_file
 from repro.hashing.state import StateDB, StatKey, now_ns
 from repro.hashing.tree import Tree
+from repro.safety import is_hash
 from repro.store.backend import Backend, LocalBackend
 from repro.store.links import DEFAULT_LINKS, place, read_only_mode
 
@@ -25,8 +26,6 @@ def object_key(h: str) -> str:
     return f"objects/{h[:2]}/{h[2:]}"
 
 
-def is_hash(s: str) -> bool:
-    return len(s) == 32 and all(c in "0123456789abcdef" for c in s)
 
 
 class ObjectStore:
@@ -50,7 +49,57 @@ class ObjectStore:
 
     # -- presence ---------------------------------------------------------------------------
     def has(self, h: str) -> bool:
+        """Whether an object file named `h` exists (its content unchecked). Before trusting the
+        cache to hold content that is about to be lost elsewhere, use `has_verified`."""
         return self.backend.exists(object_key(h))
+
+    def has_verified(self, h: str) -> bool:
+        """Whether object `h` is present *and* intact. On the local store an object whose stat
+        matches its verified stat-cache row costs one stat and one lookup; any other is re-read
+        (and recorded once it checks out). A corrupt object counts as absent. Other stores only
+        answer for presence (reading a remote object back is `verify`)."""
+        if self.local is None:
+            return self.has(h)
+        return h in self.verified_set({h})
+
+    def verified_set(self, hashes: Iterable[str]) -> set[str]:
+        """Those of `hashes` present and intact (see `has_verified`), with one stat-cache query
+        for a large batch instead of one per object."""
+        hashes = set(hashes)
+        local = self.local
+        if local is None:
+            return {h for h in hashes if self.has(h)}
+        rows = self._rows(len(hashes))
+        return {h for h in hashes if self._intact(local.path(object_key(h)), h, rows)}
+
+    def _rows(self, n: int) -> dict[str, tuple] | None:
+        """The stat-cache rows of every object when `n` lookups are many (one range query),
+        else None (single lookups are cheaper than reading all rows)."""
+        local = self.local
+        if self.state is None or local is None or n < 64:
+            return None
+        return self.state.get_under(local.path("objects"))
+
+    def _intact(self, p: str, h: str, rows: dict[str, tuple] | None = None) -> bool:
+        """Local object file `p` exists and holds the content named `h`."""
+        try:
+            key = StatKey.of(os.stat(p))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if self.state is not None:
+            known = self.state.lookup(rows, p, key) if rows is not None else self.state.get(p, key)
+            if known == h:
+                return True
+        checked = now_ns()
+        try:
+            actual = hash_file(p)
+        except Exception:
+            return False
+        if actual != h:
+            return False
+        if self.state is not None:
+            self.state.put_many([(p, key, h, checked)])
+        return True
 
     def all_hashes(self) -> set[str]:
         """Every object hash present (one listing, not one request per object)."""
@@ -63,8 +112,9 @@ class ObjectStore:
 
     # -- writing ----------------------------------------------------------------------------
     def put_bytes(self, data: bytes) -> str:
+        """Store `data`; a present object that fails verification is replaced (atomically)."""
         h = hash_bytes(data)
-        if not self.has(h):
+        if not self.has_verified(h):
             self.backend.write_bytes(object_key(h), data)
         return h
 
@@ -78,13 +128,17 @@ class ObjectStore:
         executable: bool = False,
         link: bool = False,
         state_rows: list | None = None,
+        rows: dict[str, tuple] | None = None,
     ) -> bool:
         """Store the file at `path` (whose hash the caller computed) under `h`.
 
         With `link`, a local store takes the file by hardlink instead of copying it, and makes
         it read-only (the workspace file shares the inode, as with DVC's hardlink cache).
-        Returns whether the object was new. The object's stat-cache row is appended to
-        `state_rows` when given (the caller writes many at once), else written now.
+        An object already there counts only once verified (through the stat cache; `rows` is a
+        preloaded `state.get_under` for batches): a corrupt one is replaced atomically by these
+        good bytes, so the file being stored heals it. Returns whether the object was written.
+        The object's stat-cache row is appended to `state_rows` when given (the caller writes
+        many at once), else written now.
         """
         key = object_key(h)
         local = self.local
@@ -104,28 +158,48 @@ class ObjectStore:
                     local.ensure_parent(key)
                     os.link(path, dst)
             except FileExistsError:
-                return False
+                if self._intact(dst, h, rows):
+                    return False
+                if self._replace(local, path, dst, executable, linked=True):
+                    self._verified(dst, h, state_rows)
+                    return True
             except OSError:
                 pass  # another device, a filesystem without links: copy below
             else:
                 os.chmod(dst, read_only_mode(executable))
                 self._verified(dst, h, state_rows)
                 return True
-        if os.path.exists(dst):
+        if os.path.exists(dst) and self._intact(dst, h, rows):
             return False
         local.ensure_parent(key)
+        self._replace(local, path, dst, executable, linked=False)
+        self._verified(dst, h, state_rows)
+        return True
+
+    @staticmethod
+    def _replace(
+        local: LocalBackend, path: str, dst: str, executable: bool, linked: bool
+    ) -> bool:
+        """Put the bytes of `path` at `dst` under a temporary name, then rename over whatever
+        is there (a corrupt object is never seen half-replaced). With `linked`, by hardlink
+        (False when the filesystem refuses); else by copy."""
         tmp = local.tmp_path()
         try:
-            import shutil
+            if linked:
+                try:
+                    os.link(path, tmp)
+                except OSError:
+                    return False
+            else:
+                import shutil
 
-            shutil.copyfile(path, tmp)
+                shutil.copyfile(path, tmp)
             os.chmod(tmp, read_only_mode(executable))
             os.replace(tmp, dst)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self._verified(dst, h, state_rows)
         return True
 
     def _verified(self, dst: str, h: str, state_rows: list | None) -> None:
