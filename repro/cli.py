@@ -27,6 +27,9 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", help="Seconds to wait for the project lock.", min=0)
+]
 
 
 def _emit_json(doc: Any) -> None:
@@ -152,6 +155,7 @@ def hash_cmd(
 @app.command()
 def add(
     paths: Annotated[list[str], typer.Argument(help="Files or folders to track.")],
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Track data that no stage makes: store it in the cache and record it in repro.yaml."""
@@ -159,7 +163,7 @@ def add(
 
     project = _project()
     with _Progress("adding") as prog:
-        added, sig = data.add_and_record(project, paths, prog.callback)
+        added, sig = data.add_and_record(project, paths, prog.callback, wait=wait)
     if as_json:
         _emit_json(
             {
@@ -188,6 +192,7 @@ def checkout(
     outs_only: Annotated[
         bool, typer.Option("--outs-only", help="Leave code and params files alone.")
     ] = False,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore the workspace to snapshot SIG, or to what repro.lock says."""
@@ -195,11 +200,11 @@ def checkout(
 
     project = _project()
     if sig is None:
-        report = data.checkout_lock(project, force=force)
+        report = data.checkout_lock(project, force=force, wait=wait)
     else:
         from repro.snapshots import checkout_snapshot
 
-        report = checkout_snapshot(project, sig, force=force, outs_only=outs_only)
+        report = checkout_snapshot(project, sig, force=force, outs_only=outs_only, wait=wait)
     if as_json:
         _emit_json(
             {
@@ -224,15 +229,42 @@ def checkout(
 
 @app.command()
 def restore(
-    hash_: Annotated[str, typer.Argument(metavar="HASH", help="Content hash of a file or folder.")],
-    path: Annotated[str, typer.Argument(help="Where to put it.")],
+    hash_: Annotated[
+        str | None, typer.Argument(metavar="[HASH]", help="Content hash of a file or folder.")
+    ] = None,
+    path: Annotated[str | None, typer.Argument(metavar="[PATH]", help="Where to put it.")] = None,
     force: Annotated[bool, typer.Option("--force")] = False,
+    wait: WaitOpt = 0.0,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Put a cached file or folder back at PATH by its content hash."""
+    """Put a cached file or folder back at PATH by its content hash; with no arguments, list
+    what repro saved before overwriting it (newest first)."""
     from repro import data
 
-    report = data.restore(_project(), hash_, path, force=force)
+    project = _project()
+    if hash_ is None:
+        _print_saved(project, as_json)
+        return
+    if path is None:
+        from repro.errors import UsageError
+
+        raise UsageError("repro restore HASH PATH: give the path to restore to.")
+    report = data.restore(project, hash_, path, force=force, wait=wait)
     print(f"restored {path}: {report.placed} files placed")
+
+
+def _print_saved(project, as_json: bool) -> None:
+    from repro.saved import list_saved
+
+    rows = [s.to_dict() for s in reversed(list(list_saved(project.dot)))]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        print("nothing was saved before an overwrite")
+    for r in rows:
+        kind = "folder" if r["isdir"] else "file"
+        print(f"{r['when']}  {r['path']} ({kind}) by '{r['command']}'\n    {r['restore']}")
 
 
 stage_app = typer.Typer(help="Declare stages.", no_args_is_help=True)
@@ -394,9 +426,15 @@ def dag(
 def log(
     n: Annotated[int | None, typer.Option("-n", help="Show at most N runs.")] = None,
     stage: Annotated[str | None, typer.Option("--stage", help="Only runs that ran STAGE.")] = None,
+    saved: Annotated[
+        bool, typer.Option("--saved", help="List content saved before an overwrite.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The runs, newest first."""
+    """The runs, newest first (--saved: what repro saved before overwriting it)."""
+    if saved:
+        _print_saved(_project(), as_json)
+        return
     from repro.records import log_rows
 
     rows = log_rows(_project(), n, stage)
@@ -553,13 +591,19 @@ def push(
     targets: Annotated[list[str] | None, typer.Argument(help="Stages or paths.")] = None,
     remote: RemoteOpt = None,
     jobs: JobsOpt = 8,
+    verify_remote: Annotated[
+        bool,
+        typer.Option("--verify-remote", help="Re-read the remote's copies; replace bad ones."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload what the remote lacks: objects, run cache, snapshots, records."""
     from repro.transfer import push as do_push
 
     with _TransferProgress("pushing") as prog:
-        report = do_push(_project(), remote, targets or None, jobs, prog.callback)
+        report = do_push(_project(), remote, targets or None, jobs, prog.callback, verify_remote)
+    for key in report.repaired:
+        _err(f"repaired on remote '{report.remote}': {key}")
     _print_transfer(report, "pushed", as_json)
 
 
@@ -568,17 +612,20 @@ def pull(
     targets: Annotated[list[str] | None, typer.Argument(help="Stages or paths.")] = None,
     remote: RemoteOpt = None,
     jobs: JobsOpt = 8,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Download what repro.lock needs and the local cache lacks, then check it out."""
     from repro.transfer import pull as do_pull
 
     with _TransferProgress("pulling") as prog:
-        report = do_pull(_project(), remote, targets or None, jobs, prog.callback)
+        report = do_pull(_project(), remote, targets or None, jobs, prog.callback, wait=wait)
     _print_transfer(report, "pulled", as_json)
 
 
 def _print_transfer(report, verb: str, as_json: bool) -> None:
+    for line in report.refused:
+        _err(f"warning: {line}")
     if as_json:
         _emit_json(report.to_dict())
         return
@@ -596,12 +643,17 @@ def gc(
     keep: Annotated[list[str], typer.Option("--keep", help="Also keep snapshot SIG.")] = [],  # noqa: B006
     remote: RemoteOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Drop what no kept snapshot reaches."""
     from repro.maintenance import gc as do_gc
 
-    report = do_gc(_project(), remote, keep_last, keep, dry_run)
+    if keep_last is not None and keep_last < 0:
+        from repro.errors import UsageError
+
+        raise UsageError(f"--keep-last {keep_last}: give a number of snapshots, 0 or more.")
+    report = do_gc(_project(), remote, keep_last, keep, dry_run, wait=wait)
     if as_json:
         _emit_json(report.to_dict())
         return
@@ -614,22 +666,38 @@ def gc(
 
 
 @app.command()
-def fsck(remote: RemoteOpt = None, as_json: JsonOpt = False) -> None:
-    """Re-hash every object; report corrupt or missing ones."""
+def fsck(
+    remote: RemoteOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Heal from the workspace and the (-r or default) remote."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash every object; report corrupt or missing ones (and, with --repair, heal them)."""
     from repro.maintenance import fsck as do_fsck
 
-    report = do_fsck(_project(), remote)
+    report = do_fsck(_project(), remote, repair)
     if as_json:
         _emit_json(report.to_dict())
     else:
-        print(
-            f"{report.store}: {report.checked} objects checked, {len(report.corrupt)} corrupt, "
-            f"{len(report.missing)} missing"
-        )
-        for k in report.corrupt:
-            print(f"corrupt: {k}")
-        for h in report.missing:
-            print(f"missing: {h}")
+        for r in (report, report.remote):
+            if r is None:
+                continue
+            print(
+                f"{r.store}: {r.checked} objects checked, {len(r.corrupt)} corrupt, "
+                f"{len(r.missing)} missing" + (f", {len(r.repaired)} repaired" if repair else "")
+            )
+            for k in r.corrupt:
+                print(f"corrupt: {k}")
+            for h in r.missing:
+                print(f"missing: {h}")
+            for k in r.repaired:
+                print(f"repaired: {k}")
+            for k in r.moved_aside:
+                print(f"moved aside: {k}")
+            for n in r.notes:
+                print(f"note: {n}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -669,11 +737,58 @@ def env(as_json: JsonOpt = False) -> None:
         print(f"  {name} {version}")
 
 
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C, so that a run stops its
+    stages' process groups (and every command cleans up) exactly as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_signalled: list[int] = []
+_first_signal = [0.0]
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    now = time.monotonic()
+    if _signalled and now - _first_signal[0] < 15:
+        return  # the first one is being handled: let its clean-up (at most ~10 s) finish
+    _signalled.append(signum)
+    _first_signal[0] = now
+    raise Signalled(signum)
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup repro run` keeps ignoring
+            signal.signal(sig, _on_signal)
+
+
+def _interrupted(fallback: int = 130) -> None:
+    """One line and the shell's exit code for a signal: 130 (Ctrl-C), 143 (SIGTERM), 129
+    (SIGHUP)."""
+    import signal
+
+    if _signalled:
+        signum = _signalled[0]
+        try:
+            _err(f"stopped by {signal.Signals(signum).name}.")
+        except OSError:
+            pass  # a hung-up terminal
+        sys.exit(128 + signum)
+    _err("interrupted.")
+    sys.exit(fallback)
+
+
 def main() -> None:
     """Entry point: run the app, turning repro's errors into one stderr line and an exit code."""
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
+    _install_signal_handlers()
     try:
         code = app(standalone_mode=False)
     except ReproError as exc:
@@ -682,8 +797,7 @@ def main() -> None:
         _err(f"error: {exc.message}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        _err("interrupted.")
-        sys.exit(130)
+        _interrupted()
     except BrokenPipeError:
         sys.exit(141)
     except Exception as exc:  # click's own usage errors and anything unexpected
@@ -693,11 +807,24 @@ def main() -> None:
             sys.exit(click_exc.exit_code)
         if debug:
             raise
+        if _disk_full(exc):
+            sys.exit(1)
         _err(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
         sys.exit(70)
-    if code == 130:  # typer turns Ctrl-C into exit code 130
-        _err("interrupted.")
+    if code == 130 or _signalled:  # typer turns Ctrl-C into exit code 130
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _disk_full(exc: Exception) -> bool:
+    """Say so in one sentence when `exc` is a full disk or quota (not a bug: exit 1, not 70)."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return False
+    where = f" while writing {exc.filename}" if exc.filename else ""
+    _err(f"error: no space left on the device{where}; free some space and run the command again.")
+    return True
 
 
 def _click_exception(exc: Exception):

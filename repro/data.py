@@ -27,9 +27,10 @@ class Added:
 
 
 def add_and_record(
-    project: Project, paths: list[str], progress: Progress | None = None
+    project: Project, paths: list[str], progress: Progress | None = None, wait: float = 0.0
 ) -> tuple[list[Added], str]:
-    """`repro add`: track `paths`, then record a snapshot and a run record (kind `add`)."""
+    """`repro add`: track `paths`, then record a snapshot and a run record (kind `add`), under
+    the project lock (waiting up to `wait` seconds for it)."""
     import time
 
     from repro.pipeline.runlock import run_lock
@@ -38,7 +39,7 @@ def add_and_record(
     from repro.snapshots import record_snapshot
 
     started = time.time()
-    with run_lock(project.dot):  # gc holds it too: it never sees half-added data
+    with run_lock(project.dot, wait):  # gc holds it too: it never sees half-added data
         added = add(project, paths, progress)
         sig = record_snapshot(project)
         record = make_record(
@@ -101,8 +102,16 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
     return added
 
 
-def checkout_lock(project: Project, force: bool = False) -> CheckoutReport:
-    """Make tracked data and every stage's outputs match `repro.lock`."""
+def checkout_lock(project: Project, force: bool = False, wait: float = 0.0) -> CheckoutReport:
+    """Make tracked data and every stage's outputs match `repro.lock`, under the project lock
+    (waiting up to `wait` seconds for it)."""
+    from repro.pipeline.runlock import run_lock
+
+    with run_lock(project.dot, wait):
+        return _checkout_lock(project, force)
+
+
+def _checkout_lock(project: Project, force: bool) -> CheckoutReport:
     lock = load_lock(project.lock_path)
     report = CheckoutReport()
     for rel, d in sorted(lock.data.items()):
@@ -114,8 +123,18 @@ def checkout_lock(project: Project, force: bool = False) -> CheckoutReport:
     return report
 
 
-def restore(project: Project, h: str, dest: str, force: bool = False) -> CheckoutReport:
-    """Put the cached file or folder `h` at `dest` (used to get back content a checkout saved)."""
+def restore(
+    project: Project, h: str, dest: str, force: bool = False, wait: float = 0.0
+) -> CheckoutReport:
+    """Put the cached file or folder `h` at `dest` (used to get back content a checkout saved),
+    under the project lock (waiting up to `wait` seconds for it)."""
+    from repro.pipeline.runlock import run_lock
+
+    with run_lock(project.dot, wait):
+        return _restore(project, h, dest, force)
+
+
+def _restore(project: Project, h: str, dest: str, force: bool) -> CheckoutReport:
     from repro.errors import CorruptObjectError
     from repro.store.objects import is_hash
 

@@ -10,14 +10,16 @@ newer than a grace period are left alone, since another machine may be pushing t
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.canonical import unpackb
+from repro.errors import NotFoundError
 from repro.project import Project
 from repro.records import list_records
-from repro.snapshots import list_snapshots, load_snapshot, resolve, snapshot_key
+from repro.saved import DEFAULT_KEEP_DAYS, kept_saved
+from repro.snapshots import Snapshot, list_snapshots, load_snapshot, resolve, snapshot_key
 from repro.store.objects import ObjectStore, object_key
 
 
@@ -30,6 +32,7 @@ class GcReport:
     snapshots: int = 0
     runs: int = 0
     dry_run: bool = False
+    corrupt_snapshots: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +43,7 @@ class GcReport:
             "removed_snapshots": self.snapshots,
             "removed_runs": self.runs,
             "dry_run": self.dry_run,
+            "corrupt_snapshots": self.corrupt_snapshots,
         }
 
 
@@ -65,16 +69,54 @@ def kept_snapshots(store: ObjectStore, keep_last: int | None, keep: list[str]) -
     return sorted(kept)
 
 
-def reachable(project: Project, store: ObjectStore, kept: list[str], local: bool) -> set[str]:
+def keep_saved_days(project: Project) -> float:
+    """How long gc keeps content saved before an overwrite: `[gc] keep_saved_days`, 30 days."""
+    from repro.errors import SpecError
+
+    value = (project.config.get("gc") or {}).get("keep_saved_days", DEFAULT_KEEP_DAYS)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise SpecError(
+            f".repro/config.toml: [gc] keep_saved_days must be a number of days >= 0, "
+            f"not {value!r}."
+        )
+    return float(value)
+
+
+def good_snapshots(store: ObjectStore, sigs: list[str], bad: list[str]) -> list[Snapshot]:
+    """The snapshots of `sigs` whose bytes hash to their id. A bad one (damaged, crafted,
+    unreadable) is skipped and its sig appended to `bad`: one bad snapshot on a shared store
+    must not break gc or fsck for every clone."""
+    out = []
+    for sig in sigs:
+        try:
+            out.append(load_snapshot(store.backend, sig))
+        except NotFoundError:
+            continue
+        except Exception:  # corrupt, or bytes that do not even decode
+            bad.append(sig)
+    return out
+
+
+def reachable(
+    project: Project,
+    store: ObjectStore,
+    kept: list[str],
+    local: bool,
+    bad: list[str] | None = None,
+) -> set[str]:
+    """Objects the `kept` snapshots (the good ones; bad sigs go to `bad`), the lock (`local`),
+    saved content and run logs reach."""
     out: set[str] = set()
-    for sig in kept:
-        snap = load_snapshot(store.backend, sig)
+    for snap in good_snapshots(store, kept, bad if bad is not None else []):
         _add_state(store, snap.stages, snap.data, snap.files, out)
     if local:
         from repro.lockfile import load_lock
 
         lock = load_lock(project.lock_path)
         _add_state(store, lock.stages, lock.data, {}, out)
+        out |= store.closure(
+            (s.hash, s.isdir) for s in kept_saved(project.dot, keep_saved_days(project))
+        )
     for rec in list_records(store.backend):
         for s in rec.stages:
             out.update(h for h in (s.stdout, s.stderr) if h)
@@ -88,6 +130,7 @@ def gc(
     keep: list[str] | None = None,
     dry_run: bool = False,
     grace: float = 3600.0,
+    wait: float = 0.0,
 ) -> GcReport:
     from repro.pipeline.runlock import run_lock
 
@@ -110,7 +153,7 @@ def gc(
                 grace,
                 local=False,
             )
-    with run_lock(project.dot):
+    with run_lock(project.dot, wait):
         return _gc(
             project, project.cache, "local cache", keep_last, keep or [], dry_run, 0.0, local=True
         )
@@ -128,8 +171,37 @@ def _gc(
 ) -> GcReport:
     report = GcReport(label, dry_run=dry_run)
     kept = kept_snapshots(store, keep_last, keep)
+    bad: list[str] = []
+    live = reachable(project, store, kept, local, bad)
+    # A bad snapshot is not kept (its content is unknown), but only good ones decide what
+    # lives: objects a good snapshot needs never go because a bad one was skipped.
+    report.corrupt_snapshots = [snapshot_key(s) for s in bad]
+    kept = [s for s in kept if s not in bad]
     report.kept_snapshots = len(kept)
-    live = reachable(project, store, kept, local)
+    # Snapshots first, then run-cache entries, then the objects nothing left reaches: a gc
+    # killed at any instant leaves every snapshot and entry that remains with all its objects.
+    for sig in list_snapshots(store.backend):
+        if sig not in kept:
+            report.snapshots += 1
+            if not dry_run:
+                if sig in bad and store.local is not None:
+                    _set_aside(store, snapshot_key(sig))  # never drop local bytes silently
+                else:
+                    store.backend.delete(snapshot_key(sig))
+    runs_left: list[dict] = []
+    for key in list(store.backend.list("runs")):
+        outs = _run_outs(store, key)
+        if outs is None or any(d.get("hash") not in live for d in outs.values()):
+            report.runs += 1
+            if not dry_run:
+                store.backend.delete(key)
+        else:
+            runs_left.append(outs)
+    if not dry_run:  # reachability again, from what is left (others may have pushed since)
+        live = reachable(project, store, list_snapshots(store.backend), local, [])
+        live |= store.closure(
+            (d["hash"], bool(d.get("isdir"))) for outs in runs_left for d in outs.values()
+        )
     now = time.time()
     for h in sorted(store.all_hashes() - live):
         key = object_key(h)
@@ -140,21 +212,31 @@ def _gc(
             report.bytes += store.backend.size(key)
         if not dry_run:
             store.delete(h)
-    for sig in list_snapshots(store.backend):
-        if sig not in kept:
-            report.snapshots += 1
-            if not dry_run:
-                store.backend.delete(snapshot_key(sig))
-    for key in list(store.backend.list("runs")):
-        try:
-            outs = unpackb(store.backend.read_bytes(key)).get("outs", {})
-        except Exception:
-            outs = None
-        if outs is None or any(d.get("hash") not in live for d in outs.values()):
-            report.runs += 1
-            if not dry_run:
-                store.backend.delete(key)
     return report
+
+
+def _run_outs(store: ObjectStore, key: str) -> dict | None:
+    """The outputs of run-cache entry `key`, or None when it is unreadable or answers another
+    signature than its name (a swapped entry is garbage: gc drops it)."""
+    from repro.pipeline.runcache import RunCacheEntry
+
+    try:
+        entry = RunCacheEntry.decode(store.backend.read_bytes(key), key)
+    except Exception:
+        return None
+    if entry.signature != key.rsplit("/", 1)[-1]:
+        return None
+    return {p: h.to_dict() for p, h in entry.outs.items()}
+
+
+def _set_aside(store: ObjectStore, key: str) -> str:
+    """Move a bad local record (snapshot, run entry) to `corrupt/<key>`: out of every lookup,
+    kept for the user to look at."""
+    local = store.local
+    assert local is not None
+    dst = local.ensure_parent(f"corrupt/{key}")
+    os.replace(local.path(key), dst)
+    return dst
 
 
 def _age(store: ObjectStore, key: str, now: float) -> float:
@@ -179,32 +261,69 @@ def _age(store: ObjectStore, key: str, now: float) -> float:
 class FsckReport:
     store: str
     checked: int = 0
-    corrupt: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)  # keys: objects/…, snapshots/…, runs/…
+    missing: list[str] = field(default_factory=list)  # hashes kept states need but lack
+    repaired: list[str] = field(default_factory=list)  # keys now holding verified bytes
+    moved_aside: list[str] = field(default_factory=list)  # keys moved to corrupt/ (local)
+    notes: list[str] = field(default_factory=list)
+    remote: FsckReport | None = None
+
+    @property
+    def unresolved(self) -> list[str]:
+        """Keys still corrupt or missing after any repair."""
+        fixed = set(self.repaired)
+        bad = self.corrupt + [object_key(h) for h in self.missing]
+        return [k for k in bad if k not in fixed]
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing
+        return not self.unresolved and (self.remote is None or self.remote.ok)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "store": self.store,
             "checked": self.checked,
             "corrupt": self.corrupt,
             "missing": self.missing,
+            "repaired": self.repaired,
+            "moved_aside": self.moved_aside,
+            "notes": self.notes,
             "ok": self.ok,
         }
+        if self.remote is not None:
+            d["remote"] = self.remote.to_dict()
+        return d
 
 
-def fsck(project: Project, remote: str | None = None) -> FsckReport:
-    """Re-hash every object; list corrupt ones and objects that kept states need but lack."""
-    if remote:
-        from repro.remote import open_remote, remote_errors
+def fsck(project: Project, remote: str | None = None, repair: bool = False) -> FsckReport:
+    """Re-hash every object and check every snapshot and run-cache entry; list corrupt ones
+    and objects that kept states need but lack.
 
-        name, store = open_remote(project, remote)
-        with remote_errors(name, store.backend.url):
-            return _fsck(project, store, f"remote '{name}'", local=False)
-    return _fsck(project, project.cache, "local cache", local=True)
+    Without `repair`, checks the local cache, or the remote `remote`. With `repair`, checks
+    the local cache and heals it: good bytes come from the workspace, then from `remote` (or
+    the default remote), each verified; what has no good copy anywhere is moved aside to
+    `.repro/cache/corrupt/` and reported. With `repair` and a named `remote`, that remote is
+    then checked too, and its corrupt or missing objects replaced by our verified bytes.
+    """
+    from repro.remote import default_remote_name, open_remote, remote_errors
+
+    if not repair:
+        if remote:
+            name, store = open_remote(project, remote)
+            with remote_errors(name, store.backend.url):
+                return _fsck(project, store, f"remote '{name}'", local=False)
+        return _fsck(project, project.cache, "local cache", local=True)
+    from repro.pipeline.runlock import run_lock
+
+    with run_lock(project.dot):  # we write into the local cache
+        report = _fsck(project, project.cache, "local cache", local=True)
+        _repair_local(project, report, remote or default_remote_name(project))
+        if remote:
+            name, store = open_remote(project, remote)
+            with remote_errors(name, store.backend.url):
+                report.remote = _fsck(project, store, f"remote '{name}'", local=False)
+                _repair_remote(project, store, report.remote)
+    return report
 
 
 def _fsck(project: Project, store: ObjectStore, label: str, local: bool) -> FsckReport:
@@ -214,6 +333,189 @@ def _fsck(project: Project, store: ObjectStore, label: str, local: bool) -> Fsck
         report.checked += 1
         if not store.verify(h):
             report.corrupt.append(object_key(h))
-    needed = reachable(project, store, list_snapshots(store.backend), local)
+    bad: list[str] = []
+    needed = reachable(project, store, list_snapshots(store.backend), local, bad)
+    report.corrupt += [snapshot_key(s) for s in bad]
+    for key in sorted(store.backend.list("runs")):
+        if _run_outs(store, key) is None:
+            report.corrupt.append(key)
     report.missing = sorted(needed - present)
     return report
+
+
+def meta_ok(key: str, data: bytes) -> bool:
+    """Whether the bytes of metadata `key` are what its name says: a snapshot hashes to its
+    id, a run-cache entry answers the signature it is filed under."""
+    folder, _, name = key.partition("/")
+    try:
+        if folder == "snapshots":
+            from repro.snapshots import snapshot_ok
+
+            return snapshot_ok(name, data)
+        if folder == "runs":
+            from repro.pipeline.runcache import RunCacheEntry
+
+            return RunCacheEntry.decode(data, key).signature == name
+    except Exception:
+        return False
+    return True
+
+
+def _heal_from_workspace(project: Project, hashes: set[str]) -> None:
+    """Check in workspace paths of `repro.lock` whose content is among `hashes`: the only
+    good copy of a damaged object is often the file it was made from."""
+    from repro.errors import ReproError
+    from repro.lockfile import load_lock
+    from repro.workspace import check_in
+
+    try:
+        lock = load_lock(project.lock_path)
+    except ReproError:
+        return
+    paths = set(lock.data)
+    for entry in lock.stages.values():
+        paths |= {p for p, d in (entry.get("outs") or {}).items() if d.get("cache", True)}
+    for rel in sorted(paths):
+        p = project.abs(rel)
+        if not os.path.lexists(p):
+            continue
+        try:
+            r = project.hasher.hash_path(p, files=True)
+            if r.hash in hashes or any(f.hash in hashes for f in r.files):
+                check_in(project, r, link=False)
+        except (ReproError, OSError):
+            continue
+
+
+def _repair_local(project: Project, report: FsckReport, source: str | None) -> None:
+    """Heal the local cache from the workspace, then from remote `source`; move aside what
+    stays corrupt."""
+    cache = project.cache
+    bad = {
+        k[len("objects/") :].replace("/", "") for k in report.corrupt if k.startswith("objects/")
+    }
+    todo = bad | set(report.missing)
+    meta = [k for k in report.corrupt if not k.startswith("objects/")]
+    if todo:
+        _heal_from_workspace(project, todo)
+    healed = cache.verified_set(todo)
+    rstore = None
+    if source and (todo - healed or meta):
+        from repro.remote import open_remote, remote_errors
+        from repro.transfer import TransferReport, _batches, _download
+
+        name, rstore = open_remote(project, source)
+        rep = TransferReport(name)
+        got: set[str] = set()
+        with remote_errors(name, rstore.backend.url):
+            for batch in _batches(sorted(todo - healed)):
+                _download(project, rstore, batch, name, 8, rep, got, None)
+            for key in meta:
+                with contextlib.suppress(Exception):
+                    data = rstore.backend.read_bytes(key)
+                    if meta_ok(key, data):
+                        cache.backend.write_bytes(key, data)
+                        report.repaired.append(key)
+        report.notes += rep.corrupt
+        healed = cache.verified_set(todo)
+    report.repaired += sorted(object_key(h) for h in healed)
+    for h in sorted(bad - healed):
+        with contextlib.suppress(FileNotFoundError):
+            cache.move_aside(h)
+            report.moved_aside.append(object_key(h))
+    for key in meta:
+        if key not in report.repaired:
+            with contextlib.suppress(FileNotFoundError):
+                _set_aside(cache, key)
+                report.moved_aside.append(key)
+    if report.moved_aside:
+        report.notes.append(
+            f"{len(report.moved_aside)} damaged item(s) had no good copy in the workspace"
+            + (f" or on remote '{source}'" if source else " (no remote to ask)")
+            + "; moved to .repro/cache/corrupt/"
+        )
+
+
+def _repair_remote(project: Project, store: ObjectStore, report: FsckReport) -> None:
+    """Replace a remote's corrupt or missing objects and records with our verified copies."""
+    bad = {
+        k[len("objects/") :].replace("/", "") for k in report.corrupt if k.startswith("objects/")
+    }
+    report.repaired += upload_verified(project, store, bad | set(report.missing))
+    for key in report.corrupt:
+        if not key.startswith("objects/") and _replace_meta(project, store, key):
+            report.repaired.append(key)
+
+
+def _replace_meta(project: Project, store: ObjectStore, key: str) -> bool:
+    """Overwrite metadata `key` on `store` with our copy, when ours is good."""
+    try:
+        data = project.cache.backend.read_bytes(key)
+    except Exception:
+        return False
+    if not meta_ok(key, data):
+        return False
+    store.backend.write_bytes(key, data)
+    return True
+
+
+def upload_verified(
+    project: Project, store: ObjectStore, hashes: set[str], jobs: int = 8
+) -> list[str]:
+    """Upload, over whatever `store` holds, those of `hashes` whose local copy verifies;
+    returns their keys. (The remote index may list them as present: a repair ignores it.)"""
+    from repro.remote import retry
+    from repro.transfer import RemoteIndex, _batches
+
+    cache = project.cache
+    lb = cache.local
+    assert lb is not None
+    good = sorted(cache.verified_set(hashes))
+    for batch in _batches(good):
+        pairs = [(lb.path(object_key(h)), object_key(h)) for h in batch]
+        retry(lambda pairs=pairs: store.backend.put_files(pairs, jobs))
+    RemoteIndex(project, store.backend.url).add(good)
+    return [object_key(h) for h in good]
+
+
+def verify_remote(
+    project: Project, store: ObjectStore, hashes: set[str], jobs: int = 8
+) -> tuple[list[str], list[str]]:
+    """Read back the remote's copies of `hashes` and of our snapshots and run entries; replace
+    each that is corrupt or missing with our verified bytes. Returns (repaired keys, keys
+    still bad there because we have no good copy either)."""
+    from repro.hashing.filehash import hash_file
+    from repro.remote import retry
+    from repro.transfer import _batches
+
+    lb = project.cache.local
+    assert lb is not None
+    bad: set[str] = set()
+    for batch in _batches(sorted(hashes)):
+        tmps = {h: lb.tmp_path() for h in batch}
+        try:
+            found = retry(
+                lambda batch=batch, tmps=tmps: store.backend.get_files(
+                    [(object_key(h), tmps[h]) for h in batch], jobs
+                )
+            )
+            for h, there in zip(batch, found, strict=True):
+                if not there or hash_file(tmps[h]) != h:
+                    bad.add(h)
+        finally:
+            for tmp in tmps.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+    repaired = upload_verified(project, store, bad, jobs)
+    left = sorted(set(object_key(h) for h in bad) - set(repaired))
+    for folder in ("snapshots", "runs"):
+        for key in sorted(project.cache.backend.list(folder)):
+            try:
+                theirs = store.backend.read_bytes(key)
+            except FileNotFoundError:
+                continue  # absent there: a plain push sends it
+            except Exception:
+                theirs = b""
+            if not meta_ok(key, theirs):
+                (repaired if _replace_meta(project, store, key) else left).append(key)
+    return repaired, left

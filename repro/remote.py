@@ -136,8 +136,16 @@ def list_remotes(project: Project) -> list[dict[str, Any]]:
     ]
 
 
-def open_remote(project: Project, name: str | None = None) -> tuple[str, ObjectStore]:
-    """The named (or default) remote as an object store."""
+# A lookup that may fail (the run cache asked before running a stage locally) makes one
+# attempt with a short connect timeout: an unreachable remote must not hold up a run.
+QUICK_S3 = {"config_kwargs": {"connect_timeout": 2, "retries": {"max_attempts": 1}}}
+
+
+def open_remote(
+    project: Project, name: str | None = None, quick: bool = False
+) -> tuple[str, ObjectStore]:
+    """The named (or default) remote as an object store; `quick`: one attempt, short connect
+    timeout (for lookups that can do without the remote)."""
     name = name or default_remote_name(project)
     if not name:
         raise NotFoundError(
@@ -150,8 +158,12 @@ def open_remote(project: Project, name: str | None = None) -> tuple[str, ObjectS
     from repro.store.backend import open_backend
 
     scheme = url.split("://", 1)[0] if "://" in url else "file"
+    options = dict(rc.get("options") or {})
+    if quick and scheme in ("s3", "s3a"):
+        config = {**QUICK_S3["config_kwargs"], **(options.get("config_kwargs") or {})}
+        options = {**QUICK_S3, **options, "config_kwargs": config}
     try:
-        backend = open_backend(url, dict(rc.get("options") or {}))
+        backend = open_backend(url, options)
     except ImportError:
         from repro.errors import MissingExtraError
 
@@ -159,7 +171,7 @@ def open_remote(project: Project, name: str | None = None) -> tuple[str, ObjectS
     except ValueError as exc:
         raise RemoteError(f"remote '{name}' ({url}): {exc}") from None
     with remote_errors(name, url):
-        retry(backend.check)
+        retry(backend.check, attempts=1 if quick else 4)
     return name, ObjectStore(backend, name=f"remote '{name}'")
 
 

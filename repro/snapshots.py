@@ -137,7 +137,11 @@ def record_snapshot(project: Project) -> str:
 
 
 def list_snapshots(backend: Backend) -> list[str]:
-    return sorted(k.rsplit("/", 1)[-1] for k in backend.list("snapshots"))
+    """Sigs of the snapshots in `backend` (names that are no hash are not snapshots)."""
+    from repro.safety import is_hash
+
+    names = (k[len("snapshots/") :] for k in backend.list("snapshots"))
+    return sorted(n for n in names if is_hash(n))
 
 
 def resolve(backend: Backend, prefix: str, kind: str = "snapshot") -> str:
@@ -175,10 +179,29 @@ def load_snapshot(backend: Backend, sig: str) -> Snapshot:
     return snap
 
 
+def snapshot_ok(sig: str, data: bytes) -> bool:
+    """Whether `data` is the snapshot `sig` (decodes, and its record hashes to `sig`): checked
+    before a snapshot from anywhere is used or copied."""
+    from repro.canonical import hash_bytes
+
+    try:
+        return hash_bytes(packb(Snapshot.decode(data, f"snapshot {sig[:12]}").record())) == sig
+    except Exception:
+        return False
+
+
 def checkout_snapshot(
-    project: Project, sig: str, force: bool = False, outs_only: bool = False
+    project: Project, sig: str, force: bool = False, outs_only: bool = False, wait: float = 0.0
 ) -> CheckoutReport:
-    """Make the workspace match snapshot `sig` (a unique prefix of 7+ characters will do)."""
+    """Make the workspace match snapshot `sig` (a unique prefix of 7+ characters will do),
+    under the project lock (waiting up to `wait` seconds for it)."""
+    from repro.pipeline.runlock import run_lock
+
+    with run_lock(project.dot, wait):
+        return _checkout_snapshot(project, sig, force, outs_only)
+
+
+def _checkout_snapshot(project: Project, sig: str, force: bool, outs_only: bool) -> CheckoutReport:
     backend = project.cache.backend
     full = resolve(backend, sig)
     snap = load_snapshot(backend, full)

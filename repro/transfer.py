@@ -14,12 +14,13 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from repro.errors import CorruptObjectError, ReproError
+from repro.errors import CorruptObjectError, ReproError, UntrustedInputError
 from repro.hashing.filehash import hash_file
 from repro.hashing.state import StatKey, now_ns
 from repro.lockfile import load_lock
 from repro.project import Project
 from repro.remote import open_remote, remote_errors, retry
+from repro.safety import safe_key
 from repro.store.links import read_only_mode
 from repro.store.objects import ObjectStore, object_key
 
@@ -36,6 +37,8 @@ class TransferReport:
     present: int = 0
     corrupt: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # untrusted keys or records, not used
+    repaired: list[str] = field(default_factory=list)  # remote keys replaced by verified bytes
 
     def to_dict(self) -> dict:
         return {
@@ -46,6 +49,8 @@ class TransferReport:
             "already_there": self.present,
             "corrupt": self.corrupt,
             "failed": self.failed,
+            "refused": self.refused,
+            "repaired": self.repaired,
         }
 
 
@@ -68,13 +73,30 @@ def _keys(store: ObjectStore, folder: str) -> set[str]:
     return set(store.backend.list(folder))
 
 
+def _valid_keys(keys: set[str], folder: str, report: TransferReport) -> set[str]:
+    """The keys of a remote's listing that have the layout's shape. Any other key (`..` in it,
+    a name that is no hash or run id) is refused: never joined to a local path, never read;
+    each is reported once as a warning, and the rest of the transfer goes on."""
+    good = set()
+    for key in keys:
+        try:
+            good.add(safe_key(key, folder, f"remote '{report.remote}'"))
+        except UntrustedInputError as exc:
+            report.refused.append(exc.message)
+    return good
+
+
 def push(
     project: Project,
     remote: str | None = None,
     targets: list[str] | None = None,
     jobs: int = 8,
     progress: Progress | None = None,
+    verify_remote: bool = False,
 ) -> TransferReport:
+    """Upload what the remote lacks, never an object that fails verification (those are
+    reported and the push fails after sending the rest). With `verify_remote`, read back the
+    remote's copies of everything we hold and replace corrupt or missing ones."""
     name, rstore = open_remote(project, remote)
     local = project.cache
     report = TransferReport(name)
@@ -92,6 +114,10 @@ def push(
         report.present = len(want & have)
         lb = local.local
         assert lb is not None
+        # Never upload bytes that do not match their name: a damaged local object stays here.
+        good = local.verified_set(todo)
+        report.corrupt = [object_key(h) for h in todo if h not in good]
+        todo = sorted(good)
 
         for batch in _batches(todo):
             pairs = [(lb.path(object_key(h)), object_key(h)) for h in batch]
@@ -120,10 +146,33 @@ def push(
                 theirs = mine
             for key in sorted(mine - theirs):
                 data = local.backend.read_bytes(key)
+                if folder != "records" and not _meta_ok(key, data):
+                    report.corrupt.append(key)  # a damaged snapshot or entry stays here
+                    continue
                 retry(lambda key=key, data=data: rstore.backend.write_bytes(key, data))
                 index.add([key])
                 report.meta += 1
+        if verify_remote:
+            from repro.maintenance import verify_remote as check_remote
+
+            held = local.verified_set(want)
+            report.repaired, left = check_remote(project, rstore, held, jobs)
+            report.corrupt += [f"{k} (on the remote; no good copy here)" for k in left]
+    if report.corrupt:
+        raise CorruptObjectError(
+            f"push to remote '{name}': {len(report.corrupt)} item(s) failed verification and "
+            f"were not uploaded ({', '.join(report.corrupt[:3])}"
+            + (", …" if len(report.corrupt) > 3 else "")
+            + "); the rest was pushed. 'repro fsck --repair' fetches good copies; 'repro add' "
+            "or 'repro run --force' of the good bytes also heals them."
+        )
     return report
+
+
+def _meta_ok(key: str, data: bytes) -> bool:
+    from repro.maintenance import meta_ok
+
+    return meta_ok(key, data)
 
 
 class RemoteIndex:
@@ -223,7 +272,7 @@ def fetch_objects(
     name, rstore = open_remote(project, remote)
     report = report or TransferReport(name)
     local = project.cache
-    got: set[str] = {h for h in hashes if local.has(h)}
+    got: set[str] = local.verified_set(hashes)  # a corrupt local object is fetched over
     with remote_errors(name, rstore.backend.url):
         # No listing first: asking for each object and counting the misses costs one request
         # per object either way, and listing a large remote costs many more.
@@ -236,10 +285,10 @@ def fetch_objects(
         for h in hashes & got:
             with contextlib.suppress(ReproError):
                 inner.update(e.hash for e in local.get_tree(h).entries)
-        second = sorted(h for h in inner if not local.has(h))
+        second = sorted(inner - local.verified_set(inner))
         for batch in _batches(second):
             _download(project, rstore, batch, name, jobs, report, got, progress)
-        got |= {h for h in inner if local.has(h)}
+        got |= local.verified_set(inner)
     if report.corrupt:
         raise CorruptObjectError(
             report.corrupt[0]
@@ -255,18 +304,37 @@ def pull(
     jobs: int = 8,
     progress: Progress | None = None,
     checkout: bool = True,
+    wait: float = 0.0,
 ) -> TransferReport:
     """Fetch the metadata the local cache lacks and the objects `repro.lock` needs, then put
-    the lock's outputs and data into the workspace."""
+    the lock's outputs and data into the workspace; under the project lock (waiting up to
+    `wait` seconds for it): a gc never removes what a pull is fetching."""
+    from repro.pipeline.runlock import run_lock
+
+    with run_lock(project.dot, wait):
+        return _pull(project, remote, targets, jobs, progress, checkout)
+
+
+def _pull(
+    project: Project,
+    remote: str | None,
+    targets: list[str] | None,
+    jobs: int,
+    progress: Progress | None,
+    checkout: bool,
+) -> TransferReport:
     name, rstore = open_remote(project, remote)
     report = TransferReport(name)
     local = project.cache
     with remote_errors(name, rstore.backend.url):
         for folder in META:
-            theirs = retry(lambda folder=folder: _keys(rstore, folder))
+            theirs = _valid_keys(retry(lambda folder=folder: _keys(rstore, folder)), folder, report)
             mine = _keys(local, folder)
             for key in sorted(theirs - mine):
                 data = retry(lambda key=key: rstore.backend.read_bytes(key))
+                if folder != "records" and not _meta_ok(key, data):
+                    report.refused.append(f"remote '{name}': {key} is corrupted; skipped")
+                    continue
                 local.backend.write_bytes(key, data)
                 report.meta += 1
         roots = lock_roots(project, targets)
@@ -280,12 +348,14 @@ def pull(
 
 
 def fetch_run(project: Project, signature: str, remote: str | None = None):
-    """The remote run cache: the entry for `signature` with all its outputs fetched, or None."""
+    """The remote run cache: the entry for `signature` with all its outputs fetched, or None.
+    A remote that cannot be reached raises RemoteError after one quick attempt (the caller
+    runs the stage locally instead)."""
     from repro.pipeline import runcache
 
-    name, rstore = open_remote(project, remote)
+    name, rstore = open_remote(project, remote, quick=True)
     with remote_errors(name, rstore.backend.url):
-        entry = runcache.get_entry(rstore.backend, signature)
+        entry = runcache.get_entry(rstore.backend, signature, f"remote '{name}'")
         if entry is None:
             return None
         roots = {h.hash for h in entry.outs.values()}
@@ -293,9 +363,9 @@ def fetch_run(project: Project, signature: str, remote: str | None = None):
         for h in entry.outs.values():
             if h.hash not in got:
                 return None
-            if h.isdir and not all(
-                project.cache.has(e.hash) for e in project.cache.get_tree(h.hash).entries
-            ):
-                return None
+            if h.isdir:
+                inner = {e.hash for e in project.cache.get_tree(h.hash).entries}
+                if project.cache.verified_set(inner) != inner:
+                    return None
         project.cache.backend.write_bytes(runcache.runcache_key(signature), entry.encode())
     return entry

@@ -69,8 +69,9 @@ def check_in(
     new = 0
     moved: list[tuple[str, StatKey, StatKey]] = []
     verified: list = []  # stat-cache rows of new objects, written in one transaction
+    rows = cache.batch_rows(len(result.files))  # objects already there are verified cheaply
     for f in result.files:
-        if cache.put_file(f.abs, f.hash, f.executable, link=link, state_rows=verified):
+        if cache.put_file(f.abs, f.hash, f.executable, link, verified, rows):
             new += 1
             if link and verified and verified[-1][1].ino == f.key.ino:
                 # Linked: the workspace file is the object's inode, and has its new stat.
@@ -115,6 +116,15 @@ def remove_path(path: str) -> None:
             os.unlink(path)
 
 
+def _saved(project: Project, report: CheckoutReport, rel: str, result: HashResult) -> None:
+    """Note content stored before an overwrite: in the report (printed with the command to get
+    it back) and in `.repro/saved.jsonl` (listed by `repro restore`, kept by gc)."""
+    from repro.saved import record_saved
+
+    report.saved.append((rel, result.hash))
+    record_saved(project.dot, rel, result.hash, result.is_dir)
+
+
 def save_before_overwrite(
     project: Project, rel: str, report: CheckoutReport, cache: ObjectStore | None = None
 ) -> None:
@@ -124,14 +134,15 @@ def save_before_overwrite(
     if not os.path.lexists(path):
         return
     result = project.hasher.hash_path(path, files=True)
+    # Verified, not merely present: a corrupt object must not stand in for the only good copy.
     if result.is_dir:
-        missing = any(not cache.has(f.hash) for f in result.files)
-        if missing or not cache.has(result.hash):
+        wanted = {f.hash for f in result.files} | {result.hash}
+        if cache.verified_set(wanted) != wanted:
             check_in(project, result, cache, link=False)
-            report.saved.append((rel, result.hash))
-    elif not cache.has(result.hash):
+            _saved(project, report, rel, result)
+    elif not cache.has_verified(result.hash):
         check_in(project, result, cache, link=False)
-        report.saved.append((rel, result.hash))
+        _saved(project, report, rel, result)
 
 
 def check_out(

@@ -3,7 +3,9 @@
 The project is bind-mounted at the same path, the stage runs in its working dir as the invoking
 user's uid:gid (so outputs are not root-owned), with its seed and declared env, and without a
 network unless the stage says `network: true`. Output is streamed and kept like a local stage's;
-the container is removed afterwards, and stopped when the run is cancelled (Ctrl-C).
+the container is removed afterwards, and stopped when the run is cancelled (Ctrl-C, SIGTERM,
+SIGHUP). Should repro be killed outright, the local executor's watchdog removes the container
+(with the docker CLI), so a stage never outlives its run.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class ContainerExecutor:
                 f"stage '{stage.name}': cannot create a container from "
                 f"'{stage.image}' ({first_line(exc)})."
             ) from None
+        from repro.execution.local import WATCHDOG
+
+        WATCHDOG.watch(f"c{container.id}")
         stopper = threading.Thread(target=self._watch, args=(container, cancel), daemon=True)
         try:
             container.start()
@@ -84,6 +89,7 @@ class ContainerExecutor:
                 container.remove(force=True)
             except Exception:
                 pass
+            WATCHDOG.unwatch(f"c{container.id}")
         if cancel_done:
             raise KeyboardInterrupt
         return ExecResult(code, time.perf_counter() - t0)

@@ -14,6 +14,9 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from repro.safety import is_hash
 
 # Coarser than any kernel timestamp tick (HZ=100 gives 10 ms) with margin.
 RACY_NS = 50_000_000
@@ -31,15 +34,39 @@ class StatKey:
         return cls(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+# SQLite's result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+_CORRUPT_CODES = (11, 26)
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _CORRUPT_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
 class StateDB:
-    """A persistent stat cache. `None` path means in-memory (used outside a project)."""
+    """A persistent stat cache. `None` path means in-memory (used outside a project).
+
+    It is only a cache: a damaged file (not a database, a malformed page) is deleted and built
+    again, with one warning on stderr; a file that cannot be opened at all (a folder in its
+    place, no permission) is replaced by an in-memory cache for this process."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
+        self._lock = threading.RLock()  # one connection shared by the run's worker threads
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError as exc:
+            if not path:
+                raise
+            self._recover(exc)
+
+    def _open(self, path: str | None) -> None:
         self._conn = sqlite3.connect(
             path or ":memory:", timeout=30, isolation_level=None, check_same_thread=False
         )
-        self._lock = threading.RLock()  # one connection shared by the run's worker threads
         self._conn.execute("PRAGMA busy_timeout=30000")
         if path:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -53,12 +80,50 @@ class StateDB:
             " hash TEXT, size INTEGER, checked INTEGER) WITHOUT ROWID"
         )
 
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """Rebuild a damaged state.db (or fall back to memory); warn once on stderr."""
+        import contextlib
+        import sys
+
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        name = os.path.join(".repro", os.path.basename(self.path or "state.db"))
+        if self.path and _is_corrupt(exc):
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    os.unlink(self.path + suffix)
+            try:
+                self._open(self.path)
+                sys.stderr.write(
+                    f"warning: {name} was damaged ({exc}); rebuilt it (it is only a cache).\n"
+                )
+                return
+            except sqlite3.DatabaseError as again:
+                exc = again
+        sys.stderr.write(
+            f"warning: {name} cannot be used ({exc}); keeping the stat cache in memory.\n"
+        )
+        self.path = None
+        self._open(None)
+
+    def _guard(self, fn: Any) -> Any:
+        """Run `fn()`; when the database turns out damaged, rebuild it and run `fn()` again."""
+        try:
+            return fn()
+        except sqlite3.DatabaseError as exc:
+            if not (self.path and _is_corrupt(exc)):
+                raise
+            self._recover(exc)
+            return fn()
+
     def close(self) -> None:
         self._conn.close()
 
     @staticmethod
     def _trust(row: tuple, key: StatKey) -> str | None:
         ino, size, mtime, ctime, digest, checked = row
+        if not is_hash(digest) or not isinstance(checked, int):
+            return None  # a damaged row vouches for nothing
         if (ino, size, mtime, ctime) != (key.ino, key.size, key.mtime_ns, key.ctime_ns):
             return None
         if key.mtime_ns >= checked - RACY_NS:
@@ -69,9 +134,12 @@ class StateDB:
 
     def get(self, path: str, key: StatKey) -> str | None:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT ino, size, mtime, ctime, hash, checked FROM state WHERE path=?", (path,)
-            ).fetchone()
+            row = self._guard(
+                lambda: self._conn.execute(
+                    "SELECT ino, size, mtime, ctime, hash, checked FROM state WHERE path=?",
+                    (path,),
+                ).fetchone()
+            )
         return self._trust(row, key) if row else None
 
     def get_under(self, folder: str) -> dict[str, tuple]:
@@ -79,11 +147,13 @@ class StateDB:
         lo = folder.rstrip("/") + "/"
         hi = lo[:-1] + "0"  # '0' sorts right after '/'
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT path, ino, size, mtime, ctime, hash, checked FROM state"
-                " WHERE path >= ? AND path < ?",
-                (lo, hi),
-            ).fetchall()
+            rows = self._guard(
+                lambda: self._conn.execute(
+                    "SELECT path, ino, size, mtime, ctime, hash, checked FROM state"
+                    " WHERE path >= ? AND path < ?",
+                    (lo, hi),
+                ).fetchall()
+            )
         return {r[0]: r[1:] for r in rows}
 
     def lookup(self, rows: dict[str, tuple], path: str, key: StatKey) -> str | None:
@@ -102,22 +172,31 @@ class StateDB:
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """One statement (for the tables other modules keep in the same database)."""
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            return self._guard(lambda: self._conn.execute(sql, params).fetchall())
 
     def execute_many(self, sql: str, data: list[tuple]) -> None:
         """Run `sql` over `data` in one transaction (one fsync for a whole batch)."""
-        with self._lock, self._conn:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(sql, data)
+
+        def write() -> None:
+            with self._conn:
+                self._conn.execute("BEGIN")
+                self._conn.executemany(sql, data)
+
+        with self._lock:
+            self._guard(write)
 
     def get_folder(self, path: str, fingerprint: str, entries: list) -> tuple[str, int] | None:
         """The tree hash and size recorded for a folder whose fingerprint is unchanged, unless
         any file in it was modified within RACY_NS of that hashing."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT fingerprint, hash, size, checked FROM folders WHERE path=?", (path,)
-            ).fetchone()
-        if row is None or row[0] != fingerprint:
+            row = self._guard(
+                lambda: self._conn.execute(
+                    "SELECT fingerprint, hash, size, checked FROM folders WHERE path=?", (path,)
+                ).fetchone()
+            )
+        if row is None or row[0] != fingerprint or not is_hash(row[1]):
+            return None
+        if not isinstance(row[2], int) or not isinstance(row[3], int):
             return None
         limit = row[3] - RACY_NS
         if any(e.st.st_mtime_ns >= limit for e in entries):

@@ -41,20 +41,51 @@ def cached_parse(tmp_dir: str, path: str, parse: Callable[[], T], tag: str = "")
     return value
 
 
-def load_any(path: str) -> Any:
-    """Parse a YAML, JSON or TOML file by its extension."""
+def load_any(path: str, label: str | None = None) -> Any:
+    """Parse a YAML, JSON or TOML file by its extension, within specio's bounds (size, nesting,
+    alias expansion). Every failure but a missing file is a SpecError naming `label` (default:
+    the file's name); FileNotFoundError passes through."""
+    from repro.errors import SpecError
+    from repro.pipeline.specio import MAX_BYTES, decode_text, load_yaml_text, read_bytes
+
+    label = label or os.path.basename(path)
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".json":
-        import json
+    kind = {".json": "json", ".toml": "toml"}.get(ext, "yaml")
+    text = decode_text(read_bytes(path, label, MAX_BYTES[kind]), label)
+    if kind == "yaml":
+        return load_yaml_text(text, label)
+    try:
+        if kind == "json":
+            import json
 
-        with open(path) as f:
-            return json.load(f)
-    if ext == ".toml":
-        import tomllib
+            doc = json.loads(text)
+        else:
+            import tomllib
 
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    from ruamel.yaml import YAML
+            doc = tomllib.loads(text)
+    except RecursionError:
+        raise SpecError(f"{label}: nested too deeply to read.") from None
+    except MemoryError:
+        raise SpecError(f"{label}: too large to load into memory.") from None
+    except ValueError as exc:  # json.JSONDecodeError, tomllib.TOMLDecodeError, huge ints
+        what = "JSON" if kind == "json" else "TOML"
+        raise SpecError(f"{label}: not valid {what} ({str(exc).splitlines()[0][:200]}).") from None
+    _check_depth(doc, label)
+    return doc
 
-    with open(path) as f:
-        return YAML(typ="safe", pure=True).load(f)
+
+def _check_depth(doc: Any, label: str) -> None:
+    """Refuse JSON or TOML nested deeper than YAML may be (specio.MAX_DEPTH): every reader of
+    the value after this (the canonical encoding included) recurses."""
+    from repro.errors import SpecError
+    from repro.pipeline.specio import MAX_DEPTH
+
+    stack = [(doc, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{label}: nested deeper than {MAX_DEPTH} levels.")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)

@@ -98,6 +98,13 @@ class RunResult:
         return d
 
 
+def _warn(text: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.flush()
+
+
 def new_run_id(now: float | None = None) -> str:
     """Sortable by time: UTC timestamp to the millisecond, then randomness."""
     now = time.time() if now is None else now
@@ -205,9 +212,7 @@ class Runner:
         if not self.force and not stage.always_changed:
             hit = runcache.get_entry(self.project.cache.backend, inputs.signature)
             if (hit is None or not self._restorable(stage, hit)) and self.remote:
-                from repro.transfer import fetch_run
-
-                hit = fetch_run(self.project, inputs.signature, self.remote)
+                hit = self._remote_hit(stage, inputs.signature)
             if hit is not None and self._restorable(stage, hit):
                 out.status = "restored"
                 if not self.dry_run:
@@ -222,21 +227,50 @@ class Runner:
         out.seconds = time.perf_counter() - t0
         return out
 
+    def _remote_hit(self, stage: Stage, signature: str) -> runcache.RunCacheEntry | None:
+        """The default remote's run-cache entry for `signature`, or None. A remote that cannot
+        be reached is reported once (one line on stderr) and not asked again in this run."""
+        from repro.remote import RemoteError
+        from repro.transfer import fetch_run
+
+        remote = self.remote
+        if remote is None:
+            return None
+        try:
+            return fetch_run(self.project, signature, remote)
+        except RemoteError as exc:
+            with self._lock:
+                if self.remote is not None:
+                    self.remote = None
+                    _warn(f"{exc.message.rstrip('.')}; running locally.")
+        except ReproError as exc:
+            _warn(f"stage '{stage.name}': {exc.message.rstrip('.')}; running it locally.")
+        return None
+
     def _restorable(self, stage: Stage, hit: runcache.RunCacheEntry) -> bool:
+        """Whether `hit` answers this stage and every output it names is intact in the cache
+        (verified, not merely present: a corrupt object means running instead)."""
+        if hit.stage != stage.name:
+            runcache.warn(
+                f"run-cache entry runs/{hit.signature} is for stage '{hit.stage}', not "
+                f"'{stage.name}'; refusing it and running instead"
+            )
+            return False
         if sorted(hit.outs) != sorted(stage.out_paths):
             return False
         cache = self.project.cache
         for o in stage.outs:
             h = hit.outs[o.path]
             if o.cache:
-                if not cache.has(h.hash):
+                if not cache.has_verified(h.hash):
                     return False
                 if h.isdir:
                     try:
                         tree = cache.get_tree(h.hash)
                     except ReproError:
                         return False
-                    if not all(cache.has(e.hash) for e in tree.entries):
+                    inner = {e.hash for e in tree.entries}
+                    if cache.verified_set(inner) != inner:
                         return False
             else:
                 p = self.project.abs(o.path)
@@ -498,18 +532,19 @@ def run(
     """Run the pipeline (Python API of `repro run`)."""
     from repro.pipeline.runlock import run_lock
 
-    runner = Runner(
-        project,
-        force=force,
-        dry_run=dry_run,
-        jobs=jobs,
-        echo=echo,
-        executor=executor,
-        verify=verify,
-        use_remote=use_remote,
-    )
     ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
     with ctx, project.hasher.session():
+        # Planned under the lock: after a wait, repro.lock is what the run waited for made.
+        runner = Runner(
+            project,
+            force=force,
+            dry_run=dry_run,
+            jobs=jobs,
+            echo=echo,
+            executor=executor,
+            verify=verify,
+            use_remote=use_remote,
+        )
         from repro.records import GitStateLater
 
         git = None if dry_run else GitStateLater(project.root)

@@ -9,6 +9,7 @@ the project root, POSIX style.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import posixpath
 import re
@@ -44,6 +45,16 @@ ENV_KEYS = {"python", "packages", "lockfiles", "platform"}
 DEFAULT_PARAMS = "params.yaml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-@]*$")
 _VAR_RE = re.compile(r"\$\{\s*([A-Za-z0-9_.]+)\s*\}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Bounds that keep a hostile or mistaken repro.yaml from hanging repro (see specio for the file's
+# own bounds). PYTHONHASHSEED accepts exactly this seed range; Linux refuses one argument over
+# 128 KiB, and a command that long belongs in a script file anyway.
+MAX_SEED = 2**32 - 1
+MAX_CMD_BYTES = 100_000
+MAX_STAGES = 10_000
+MAX_STAMPED_VALUES = 1_000_000  # foreach/matrix: stages stamped x values in the stamped body
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,16 @@ def overlaps(a: str, b: str) -> bool:
     return a == b or b.startswith(a + "/") or a.startswith(b + "/")
 
 
+def seed_problem(value: Any) -> str | None:
+    """Why `value` cannot be a seed, or None: an integer in [0, 2^32-1], the range
+    PYTHONHASHSEED (which every stage's process gets) accepts."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "must be an integer"
+    if not 0 <= value <= MAX_SEED:
+        return f"{value} is out of range: a seed is between 0 and {MAX_SEED}"
+    return None
+
+
 def derive_seed(pipeline_seed: int | None, name: str) -> int:
     """A stage's seed when it sets none: from the pipeline seed and the stage name (stable
     across machines; 31 bits so every library accepts it)."""
@@ -164,6 +185,12 @@ def _norm(project_root: str, wdir: str, p: str) -> tuple[str | None, str | None]
     """Project-relative POSIX path for `p` given relative to `wdir`, or an error text."""
     if not isinstance(p, str) or not p.strip():
         return None, "must be a non-empty path"
+    if _CONTROL_RE.search(p):
+        return None, f"path {p[:100]!r} contains a control character (NUL, newline, ...)"
+    if len(p.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return None, f"path '{p[:60]}...' is longer than {MAX_PATH_BYTES} bytes"
+    if any(len(c.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for c in p.split("/")):
+        return None, f"path '{p[:60]}...' has a name longer than {MAX_NAME_BYTES} bytes"
     p = p.strip().replace("\\", "/")
     if p.startswith("/"):
         rel = os.path.relpath(p, project_root).replace(os.sep, "/")
@@ -201,6 +228,49 @@ def _interpolate(value: Any, ctx: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_interpolate(v, ctx) for v in value]
     return value
+
+
+def _weight(value: Any, limit: int) -> int:
+    """How much stamping out one copy of `value` costs: one per value, plus one per 100
+    characters of text; counting stops once past `limit`."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        v = stack.pop()
+        total += 1
+        if isinstance(v, str):
+            total += len(v) // 100
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return total
+
+
+def _too_many(body: Any, name: str, key: str, count: int, weight: int, problems: _Problems) -> bool:
+    """Refuse a foreach/matrix that would stamp out more stages (or more stuff) than repro
+    can plan in a few seconds; the error names the stage and the key."""
+    if count > MAX_STAGES:
+        problems.add(
+            body,
+            f"expands to {count:,} stages; at most {MAX_STAGES:,} are allowed",
+            name,
+            key,
+            _line(body, key),
+        )
+        return True
+    if count * weight > MAX_STAMPED_VALUES:
+        problems.add(
+            body,
+            f"expands to {count:,} stages of {weight:,} values each; at most "
+            f"{MAX_STAMPED_VALUES:,} values in all are stamped out",
+            name,
+            key,
+            _line(body, key),
+        )
+        return True
+    return False
 
 
 class _LinedDict(dict):
@@ -241,6 +311,10 @@ def _expand(name: str, body: Any, problems: _Problems) -> list[tuple[str, Any]]:
                 _line(body, "foreach"),
             )
             return []
+        lim = MAX_STAMPED_VALUES
+        weight = _weight(do, lim) + max((_weight(p[1], lim) for p in pairs), default=0)
+        if _too_many(body, name, "foreach", len(pairs), weight, problems):
+            return []
         out = []
         for key, item in pairs:
             try:
@@ -271,6 +345,11 @@ def _expand(name: str, body: Any, problems: _Problems) -> list[tuple[str, Any]]:
             )
             return []
         keys = list(matrix)
+        count = math.prod(len(matrix[k]) for k in keys)
+        lim = MAX_STAMPED_VALUES
+        weight = _weight(body, lim) + sum(max(_weight(v, lim) for v in matrix[k]) for k in keys)
+        if _too_many(body, name, "matrix", count, weight, problems):
+            return []
         rest = _LinedDict(
             {k: v for k, v in body.items() if k != "matrix"}, getattr(body, "lc", None)
         )
@@ -302,20 +381,15 @@ def _str_list(value: Any, problems: _Problems, node: Any, stage: str, key: str) 
 
 def parse_spec(text_path: str, root: str) -> Spec:
     """Parse and validate `repro.yaml` at `text_path` (no graph checks: see graph.py)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from repro.pipeline.specio import load_yaml_text, read_text
 
     fname = os.path.relpath(text_path, root) if text_path.startswith(root) else text_path
     problems = _Problems(fname)
     try:
-        with open(text_path) as f:
-            doc = YAML(typ="rt").load(f)
+        text = read_text(text_path, fname)
     except FileNotFoundError:
         raise SpecError(f"{fname}: not found (run 'repro init').") from None
-    except YAMLError as exc:
-        from repro.pipeline.specio import _yaml_error
-
-        raise SpecError(f"{fname}: not valid YAML ({_yaml_error(exc)}).") from None
+    doc = load_yaml_text(text, fname, typ="rt")
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -329,8 +403,8 @@ def parse_spec(text_path: str, root: str) -> Spec:
                 line=_line(doc, k),
             )
     seed = doc.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        problems.add(doc, "must be an integer", key="seed", line=_line(doc, "seed"))
+    if seed is not None and seed_problem(seed):
+        problems.add(doc, seed_problem(seed), key="seed", line=_line(doc, "seed"))  # type: ignore[arg-type]
         seed = None
     image = doc.get("image")
     if image is not None and not isinstance(image, str):
@@ -369,7 +443,13 @@ def parse_spec(text_path: str, root: str) -> Spec:
                 line=_line(stages_doc, raw_name),
             )
             continue
-        for sname, body in _expand(name, raw_body, problems):
+        stamped = _expand(name, raw_body, problems)
+        if len(stages) + len(stamped) > MAX_STAGES:
+            raise SpecError(
+                f"{fname}: defines over {MAX_STAGES:,} stages (foreach and matrix included); "
+                "split the pipeline."
+            )
+        for sname, body in stamped:
             st = _parse_stage(
                 sname,
                 body,
@@ -424,6 +504,17 @@ def _parse_stage(
             _line(body, "cmd") or line,
         )
         cmd = ""
+    elif "\x00" in cmd:
+        problems.add(body, "contains a NUL byte", name, "cmd", _line(body, "cmd") or line)
+    elif len(cmd.encode("utf-8", "surrogatepass")) > MAX_CMD_BYTES:
+        problems.add(
+            body,
+            f"is {len(cmd.encode('utf-8', 'surrogatepass')):,} bytes; a command is at most "
+            f"{MAX_CMD_BYTES:,} (put a long script in a file and run that)",
+            name,
+            "cmd",
+            _line(body, "cmd") or line,
+        )
     wdir = body.get("wdir", ".")
     wrel = "."
     if not isinstance(wdir, str):
@@ -546,15 +637,15 @@ def _parse_stage(
             params.append(ParamRef(frel, key))  # type: ignore[arg-type]
     env = _str_list(body.get("env"), problems, body, name, "env")
     for v in env:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
             problems.add(
                 body, f"'{v}' is not an environment variable name", name, "env", _line(body, "env")
             )
     seed = body.get("seed")
     if seed is None:
         seed = derive_seed(pipeline_seed, name)
-    elif not isinstance(seed, int) or isinstance(seed, bool):
-        problems.add(body, "must be an integer", name, "seed", _line(body, "seed"))
+    elif seed_problem(seed):
+        problems.add(body, seed_problem(seed), name, "seed", _line(body, "seed"))  # type: ignore[arg-type]
         seed = 0
     flags = {}
     for k in ("always_changed", "frozen", "network"):
@@ -564,7 +655,9 @@ def _parse_stage(
             v = False
         flags[k] = v
     image = body.get("image", pipeline_image)
-    if image is not None and (not isinstance(image, str) or not image.strip()):
+    if image is not None and (
+        not isinstance(image, str) or not image.strip() or _CONTROL_RE.search(image)
+    ):
         problems.add(body, "must be an image reference string", name, "image", _line(body, "image"))
         image = None
     environment = None
@@ -652,4 +745,45 @@ def load_spec(project: Project) -> Spec:
     from repro.pipeline.parsecache import cached_parse
 
     path = os.path.join(project.root, SPEC_FILE)
-    return cached_parse(project.tmp_dir, path, lambda: parse_spec(path, project.root), "spec")
+    spec = cached_parse(project.tmp_dir, path, lambda: parse_spec(path, project.root), "spec")
+    check_workspace(spec, project.root)
+    return spec
+
+
+def check_workspace(spec: Spec, root: str) -> None:
+    """Refuse a working dir that is a file, and an output whose parent folder is a file: both
+    would fail only mid-run. Checked on every load (the workspace changes; repro.yaml's parse is
+    cached by its stat)."""
+    problems: list[str] = []
+
+    def where(st: Stage, key: str) -> str:
+        line = f", line {st.line}" if st.line else ""
+        return f"{spec.path}{line}: stage '{st.name}', key '{key}'"
+
+    def blocker(rel: str) -> str | None:
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            p = os.path.join(root, *parts[:i])
+            if not os.path.lexists(p):
+                return None
+            if not os.path.isdir(p):
+                return sub
+        return None
+
+    for st in spec.stages.values():
+        if st.wdir != ".":
+            b = blocker(st.wdir)
+            if b is not None:
+                problems.append(f"{where(st, 'wdir')}: '{b}' is a file, not a folder.")
+                continue
+        for o in st.outs:
+            parent = posixpath.dirname(o.path)
+            b = blocker(parent) if parent else None
+            if b is not None:
+                problems.append(
+                    f"{where(st, 'metrics' if o.metric else 'outs')}: '{o.path}' cannot be "
+                    f"made: '{b}' is a file, not a folder."
+                )
+    if problems:
+        raise SpecError("\n".join(problems))

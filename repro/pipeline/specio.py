@@ -5,9 +5,175 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from typing import Any
 
-from repro.errors import SpecError
+from repro.errors import SpecError, first_line
+
+# Bounds on what a file we parse may cost. ruamel's pure-Python parser reads only a few hundred
+# KB per second, so a YAML file over 1 MiB would take many seconds (a real repro.yaml of 1 MiB
+# holds ~10,000 stages); JSON and TOML parse faster. Nesting deeper than MAX_DEPTH is refused
+# before Python's recursion limit is reached, and aliases may not expand the document past
+# MAX_NODES values (a "billion laughs" file is a few hundred bytes that expand to 10^9).
+MAX_BYTES = {"yaml": 1 << 20, "toml": 4 << 20, "json": 16 << 20}
+MAX_DEPTH = 100
+MAX_NODES = 1_000_000
+
+
+class _Bound(Exception):
+    """Raised inside the YAML composer; turned into a SpecError naming the file."""
+
+
+def read_bytes(path: str, label: str, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them.
+
+    Opened without blocking, so a FIFO or device where a file should be cannot hang repro; a
+    folder, a special file, an unreadable or oversized file is refused with a SpecError naming
+    `label`. FileNotFoundError passes through (callers say what a missing file means)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise SpecError(f"{label}: is a folder, not a file.") from None
+    except OSError as exc:
+        raise SpecError(f"{label}: cannot be read ({exc.strerror or exc}).") from None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise SpecError(f"{label}: is {kind}, not a file." if kind == "a folder" else f"{label}: is not a regular file.")
+    if st.st_size > limit:
+        os.close(fd)
+        raise SpecError(
+            f"{label}: is {st.st_size:,} bytes; repro reads files of this kind up to "
+            f"{limit:,} bytes."
+        )
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise SpecError(f"{label}: cannot be read ({exc.strerror or exc}).") from None
+    if len(data) > limit:
+        raise SpecError(
+            f"{label}: is over {limit:,} bytes; repro reads files of this kind up to that."
+        )
+    return data
+
+
+def decode_text(data: bytes, label: str) -> str:
+    """UTF-8 text (a BOM is dropped), or a SpecError naming the byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SpecError(
+            f"{label}: is not UTF-8 text (line {line}, byte {exc.start}: 0x{data[exc.start]:02x})."
+        ) from None
+
+
+def read_text(path: str, label: str, kind: str = "yaml") -> str:
+    return decode_text(read_bytes(path, label, MAX_BYTES[kind]), label)
+
+
+def _children(node: Any) -> list:
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    if isinstance(node, SequenceNode):
+        return node.value
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def check_nodes(root: Any, limit: int = MAX_NODES) -> None:
+    """Refuse a composed YAML graph that expands past `limit` values once its aliases are
+    followed, or that holds itself (an alias inside the node it names), or a string that is not
+    valid Unicode. Iterative and linear in the number of distinct nodes, so checking a bomb
+    costs no more than reading it."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            total = 1 + sum(size[id(c)] for c in _children(node))
+            if total > limit:
+                raise _Bound(
+                    f"its aliases expand to over {limit:,} values (line {_mark(node)}); "
+                    "refusing to expand it"
+                )
+            size[key] = total
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise _Bound(f"an alias at line {_mark(node)} refers to a node that contains it")
+        value = node.value
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Bound(
+                    f"line {_mark(node)} holds a string that is not valid Unicode"
+                ) from None
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in size)
+
+
+def _mark(node: Any) -> int:
+    mark = getattr(node, "start_mark", None)
+    return (getattr(mark, "line", 0) or 0) + 1
+
+
+def _bounded(y: Any) -> Any:
+    """Make ruamel's loader `y` refuse deep nesting and alias bombs while composing (before any
+    Python object is built from the document)."""
+    from ruamel.yaml.composer import Composer
+
+    class BoundedComposer(Composer):
+        def compose_document(self) -> Any:
+            node = super().compose_document()
+            if node is not None:
+                check_nodes(node)
+            return node
+
+    y.max_depth = MAX_DEPTH
+    y.Composer = BoundedComposer
+    return y
+
+
+def load_yaml_text(text: str, label: str, typ: str = "safe", y: Any = None) -> Any:
+    """Parse YAML text with the bounds above; every failure is a SpecError naming `label`."""
+    from ruamel.yaml.composer import MaxDepthExceededError
+    from ruamel.yaml.error import YAMLError
+
+    if y is None:
+        from ruamel.yaml import YAML
+
+        y = YAML(typ=typ, pure=True)
+    try:
+        return _bounded(y).load(text)
+    except MaxDepthExceededError as exc:
+        line = _yaml_error(exc).split(":", 1)[0]
+        raise SpecError(f"{label}: nested deeper than {MAX_DEPTH} levels ({line}).") from None
+    except YAMLError as exc:
+        raise SpecError(f"{label}: not valid YAML ({_yaml_error(exc)}).") from None
+    except _Bound as exc:
+        raise SpecError(f"{label}: {exc}.") from None
+    except RecursionError:
+        raise SpecError(f"{label}: nested too deeply to read.") from None
+    except MemoryError:
+        raise SpecError(f"{label}: too large to load into memory.") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a constructor choking on a value
+        raise SpecError(f"{label}: not valid YAML ({first_line(exc)}).") from None
 
 
 def _yaml():  # imported lazily: ruamel costs ~30 ms of start-up
@@ -22,15 +188,13 @@ def _yaml():  # imported lazily: ruamel costs ~30 ms of start-up
 def load_rt(path: str) -> Any:
     """The document as ruamel's commented map (an empty map when the file is empty)."""
     from ruamel.yaml.comments import CommentedMap
-    from ruamel.yaml.error import YAMLError
 
+    label = os.path.basename(path)
     try:
-        with open(path) as f:
-            doc = _yaml().load(f)
+        text = read_text(path, label)
     except FileNotFoundError:
-        doc = None
-    except YAMLError as exc:
-        raise SpecError(f"{os.path.basename(path)}: not valid YAML ({_yaml_error(exc)}).") from None
+        text = ""
+    doc = load_yaml_text(text, label, y=_yaml()) if text.strip() else None
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):

@@ -30,9 +30,18 @@ def stage_add(
 ) -> None:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+    from repro.pipeline.spec import seed_problem
+
+    if seed is not None and seed_problem(seed):
+        raise SpecError(f"--seed: {seed_problem(seed)}; nothing was added.")
     doc = load_rt(project.spec_path)
     stages = doc.get("stages")
-    if not isinstance(stages, dict):
+    if stages is not None and not isinstance(stages, dict):
+        raise SpecError(
+            "repro.yaml: key 'stages' must be a mapping of stage names to stages; fix it "
+            "before adding a stage."
+        )
+    if stages is None:
         stages = CommentedMap()
         doc["stages"] = stages
     if name in stages and not force:
@@ -64,6 +73,7 @@ def stage_add(
     from repro.pipeline.graph import build_graph
     from repro.pipeline.spec import parse_spec
 
+    os.makedirs(project.tmp_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="repro-", suffix=".yaml", dir=project.tmp_dir)
     os.close(fd)
     try:

@@ -82,6 +82,7 @@ class LocalBackend(Backend):
         self._made: set[str] = set()
 
     def path(self, key: str) -> str:
+        check_key(key)
         return os.path.join(self.root, key)
 
     def tmp_path(self) -> str:
@@ -159,6 +160,7 @@ class FsspecBackend(Backend):
         self.root = root.rstrip("/")
 
     def _p(self, key: str) -> str:
+        check_key(key)
         return f"{self.root}/{key}" if self.root else key
 
     def check(self) -> None:
@@ -261,6 +263,16 @@ class FsspecBackend(Backend):
 
     def size(self, key: str) -> int:
         return int(self.fs.size(self._p(key)))
+
+
+def check_key(key: str) -> None:
+    """The last line of defence: no key, whatever its source, names a place outside the store's
+    root. (Callers validate keys from listings and records first, with `repro.safety`; this is a
+    cheap substring test on every access.)"""
+    if ".." in key or key.startswith("/") or "\x00" in key or "\\" in key:
+        from repro.errors import UntrustedInputError
+
+        raise UntrustedInputError("store", "key", key, "would lead outside the store")
 
 
 def _run_parallel(calls: list[Callable[[], Any]], jobs: int) -> list[Any]:

@@ -36,7 +36,44 @@ def _reflink(src: str, tmp: str) -> None:
 def _tmp_beside(dst: str) -> str:
     from repro.store.backend import unique_name
 
-    return os.path.join(os.path.dirname(dst) or ".", f".{os.path.basename(dst)}.{unique_name()}")
+    folder = os.path.dirname(dst) or "."
+    _note_folder(folder)
+    return os.path.join(folder, f".{os.path.basename(dst)}.{unique_name()}")
+
+
+# Folders where this process makes temporaries beside workspace files, written down (one line
+# per folder, before the first temporary there) while it holds the project lock, so that the
+# next command can remove them should this one be killed (`repro.pipeline.runlock`).
+_journal: dict[str, object] = {"fd": None, "path": None, "seen": set()}
+
+
+def set_journal(tmp_dir: str | None) -> None:
+    """Start writing the journal in `tmp_dir`, or (None) stop and remove it: nothing of ours
+    is left beside workspace files once the command that holds the lock is done."""
+    from repro.store.backend import _run_tag
+
+    fd, path = _journal["fd"], _journal["path"]
+    if isinstance(fd, int):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(str(path))
+    _journal.update(fd=None, path=None, seen=set())
+    if tmp_dir is None:
+        return
+    with contextlib.suppress(OSError):
+        os.makedirs(tmp_dir, exist_ok=True)
+        path = os.path.join(tmp_dir, f"beside-{_run_tag}")
+        _journal.update(fd=os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), path=path)
+
+
+def _note_folder(folder: str) -> None:
+    fd, seen = _journal["fd"], _journal["seen"]
+    if not isinstance(fd, int) or not isinstance(seen, set) or folder in seen:
+        return
+    seen.add(folder)
+    with contextlib.suppress(OSError):
+        os.write(fd, (os.path.abspath(folder) + "\n").encode())
 
 
 def read_only_mode(executable: bool) -> int:

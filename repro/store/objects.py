@@ -26,6 +26,18 @@ def object_key(h: str) -> str:
     return f"objects/{h[:2]}/{h[2:]}"
 
 
+class StatRows:
+    """The stat-cache rows under one folder, read on first use with one range query."""
+
+    def __init__(self, state: StateDB, folder: str) -> None:
+        self.state = state
+        self.folder = folder
+        self._rows: dict[str, tuple] | None = None
+
+    def get(self, path: str, key: StatKey) -> str | None:
+        if self._rows is None:
+            self._rows = self.state.get_under(self.folder)
+        return self.state.lookup(self._rows, path, key)
 
 
 class ObjectStore:
@@ -69,25 +81,24 @@ class ObjectStore:
         local = self.local
         if local is None:
             return {h for h in hashes if self.has(h)}
-        rows = self._rows(len(hashes))
+        rows = self.batch_rows(len(hashes))
         return {h for h in hashes if self._intact(local.path(object_key(h)), h, rows)}
 
-    def _rows(self, n: int) -> dict[str, tuple] | None:
-        """The stat-cache rows of every object when `n` lookups are many (one range query),
-        else None (single lookups are cheaper than reading all rows)."""
-        local = self.local
-        if self.state is None or local is None or n < 64:
+    def batch_rows(self, n: int) -> StatRows | None:
+        """For `n` lookups to come: the objects' stat-cache rows, read at the first lookup in
+        one range query, when `n` is large; None (single lookups) when it is small."""
+        if self.state is None or self.local is None or n < 64:
             return None
-        return self.state.get_under(local.path("objects"))
+        return StatRows(self.state, self.local.path("objects"))
 
-    def _intact(self, p: str, h: str, rows: dict[str, tuple] | None = None) -> bool:
+    def _intact(self, p: str, h: str, rows: StatRows | None = None) -> bool:
         """Local object file `p` exists and holds the content named `h`."""
         try:
             key = StatKey.of(os.stat(p))
         except (FileNotFoundError, NotADirectoryError):
             return False
         if self.state is not None:
-            known = self.state.lookup(rows, p, key) if rows is not None else self.state.get(p, key)
+            known = rows.get(p, key) if rows is not None else self.state.get(p, key)
             if known == h:
                 return True
         checked = now_ns()
@@ -128,14 +139,14 @@ class ObjectStore:
         executable: bool = False,
         link: bool = False,
         state_rows: list | None = None,
-        rows: dict[str, tuple] | None = None,
+        rows: StatRows | None = None,
     ) -> bool:
         """Store the file at `path` (whose hash the caller computed) under `h`.
 
         With `link`, a local store takes the file by hardlink instead of copying it, and makes
         it read-only (the workspace file shares the inode, as with DVC's hardlink cache).
         An object already there counts only once verified (through the stat cache; `rows` is a
-        preloaded `state.get_under` for batches): a corrupt one is replaced atomically by these
+        `batch_rows` for batches): a corrupt one is replaced atomically by these
         good bytes, so the file being stored heals it. Returns whether the object was written.
         The object's stat-cache row is appended to `state_rows` when given (the caller writes
         many at once), else written now.
@@ -177,9 +188,7 @@ class ObjectStore:
         return True
 
     @staticmethod
-    def _replace(
-        local: LocalBackend, path: str, dst: str, executable: bool, linked: bool
-    ) -> bool:
+    def _replace(local: LocalBackend, path: str, dst: str, executable: bool, linked: bool) -> bool:
         """Put the bytes of `path` at `dst` under a temporary name, then rename over whatever
         is there (a corrupt object is never seen half-replaced). With `linked`, by hardlink
         (False when the filesystem refuses); else by copy."""
@@ -311,3 +320,13 @@ class ObjectStore:
 
     def delete(self, h: str) -> None:
         self.backend.delete(object_key(h))
+
+    def move_aside(self, h: str) -> str:
+        """Local stores: move corrupt object `h` to `corrupt/<hash>` (out of every lookup, yet
+        kept for the user to inspect: damaged bytes are never deleted silently). Returns the
+        new path."""
+        local = self.local
+        assert local is not None
+        dst = local.ensure_parent(f"corrupt/{h}")
+        os.replace(local.path(object_key(h)), dst)
+        return dst
