@@ -109,11 +109,18 @@ def _human_bytes(n: int) -> str:
 @app.command()
 def init(
     path: Annotated[str, typer.Argument(help="Folder to make a project of.")] = ".",
+    hash_name: Annotated[
+        str | None,
+        typer.Option(
+            "--hash",
+            help="Content hash: xxh3 (default) or blake3 (caches shared with untrusted writers).",
+        ),
+    ] = None,
 ) -> None:
     """Make .repro/ (cache, state db, config, ignore rules) and an empty repro.yaml."""
     from repro.project import Project
 
-    p = Project.init(path)
+    p = Project.init(path, hash_name)
     print(f"Initialized repro project in {p.root}")
 
 

@@ -9,6 +9,7 @@ import os
 from functools import cached_property
 from typing import Any
 
+from repro.canonical import use_hash
 from repro.config import CONFIG_TEMPLATE, load_config
 from repro.errors import NotAProjectError, PathError
 from repro.hashing.engine import Hasher
@@ -21,7 +22,7 @@ from repro.store.objects import ObjectStore
 DOT = ".repro"
 SPEC_FILE = "repro.yaml"
 LOCK_FILE = "repro.lock"
-DOT_GITIGNORE = "/cache/\n/tmp/\n/state.db\n/state.db-*\n/run.lock\n"
+DOT_GITIGNORE = "/cache/\n/tmp/\n/state.db\n/state.db-*\n/state-*.db*\n/run.lock\n/saved.jsonl\n"
 EMPTY_SPEC = "# repro pipeline: see https://github.com/repro/repro#repro-yaml\nstages: {}\n"
 
 
@@ -31,6 +32,7 @@ class Project:
         self.dot = os.path.join(self.root, DOT)
         if not os.path.isdir(self.dot):
             raise NotAProjectError(f"{self.root}: not a repro project (run 'repro init').")
+        use_hash(self.hash_name)
 
     # -- discovery ----------------------------------------------------------------------------
     @classmethod
@@ -49,8 +51,11 @@ class Project:
         )
 
     @classmethod
-    def init(cls, root: str | os.PathLike[str] = ".") -> Project:
-        """Create `.repro/` (cache, config, ignore rules) and an empty `repro.yaml`."""
+    def init(cls, root: str | os.PathLike[str] = ".", hash_name: str | None = None) -> Project:
+        """Create `.repro/` (cache, config, ignore rules) and an empty `repro.yaml`. `hash_name`
+        `blake3` makes a project whose cache may be shared with untrusted writers."""
+        if hash_name is not None:
+            use_hash(hash_name)  # refuses an unknown name or a missing extra before writing
         root = os.path.abspath(root)
         dot = os.path.join(root, DOT)
         os.makedirs(os.path.join(dot, "cache"), exist_ok=True)
@@ -59,6 +64,8 @@ class Project:
         if not os.path.exists(cfg):
             with open(cfg, "w") as f:
                 f.write(CONFIG_TEMPLATE)
+                if hash_name not in (None, "xxh3"):
+                    f.write(f'\n[core]\nhash = "{hash_name}"\n')
         with open(os.path.join(dot, ".gitignore"), "w") as f:
             f.write(DOT_GITIGNORE)
         open(os.path.join(dot, "run.lock"), "a").close()
@@ -91,9 +98,17 @@ class Project:
     def config_path(self) -> str:
         return os.path.join(self.dot, "config.toml")
 
+    @property
+    def hash_name(self) -> str:
+        """The content hash: `[core] hash` in config, `xxh3` unless the project chose `blake3`."""
+        name = (self.config.get("core") or {}).get("hash", "xxh3")
+        return name if isinstance(name, str) else repr(name)
+
     @cached_property
     def state(self) -> StateDB:
-        return StateDB(os.path.join(self.dot, "state.db"))
+        # The stat cache remembers hashes: one file per algorithm, so they never mix.
+        name = "state.db" if self.hash_name == "xxh3" else f"state-{self.hash_name}.db"
+        return StateDB(os.path.join(self.dot, name))
 
     @cached_property
     def boundary(self) -> Boundary:

@@ -1,6 +1,7 @@
 """Hash one file's bytes, streamed through a reused buffer so memory stays flat.
 
-The hash of a file equals `xxhash.xxh3_128(content).hexdigest()`. Small files are read in one
+The hash of a file equals `xxhash.xxh3_128(content).hexdigest()` (or BLAKE3-128 when the
+project chose `hash = "blake3"`, see `repro.canonical.use_hash`). Small files are read in one
 call; larger ones are filled with `readinto` into a buffer reused across calls in the same
 thread (python-xxhash releases the GIL for updates over 64 KiB, so threads hashing large files
 run in parallel).
@@ -12,8 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
-import xxhash
-
+from repro.canonical import content_hasher, hash_bytes
 from repro.errors import HashError
 
 CHUNK = 4 << 20  # 4 MiB: large enough that syscall and GIL costs vanish, small enough for L2/L3
@@ -41,8 +41,8 @@ def hash_fd(fd: int, size_hint: int, progress: Callable[[int], None] | None = No
             content = b"".join(chunks)
         if progress:
             progress(len(content))
-        return xxhash.xxh3_128_hexdigest(content)
-    h = xxhash.xxh3_128()
+        return hash_bytes(content)
+    h = content_hasher()
     buf = _buffer()
     while True:
         n = os.readv(fd, [buf])

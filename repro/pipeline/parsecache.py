@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-VERSION = "1"
+VERSION = "2"  # bumped whenever a parser's output changes (2: canonical param values)
 
 
 def cached_parse(tmp_dir: str, path: str, parse: Callable[[], T], tag: str = "") -> T:

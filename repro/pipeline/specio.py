@@ -45,8 +45,8 @@ def read_bytes(path: str, label: str, limit: int) -> bytes:
         raise
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise SpecError(f"{label}: is {kind}, not a file." if kind == "a folder" else f"{label}: is not a regular file.")
+        what = "a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise SpecError(f"{label}: is {what}.")
     if st.st_size > limit:
         os.close(fd)
         raise SpecError(
