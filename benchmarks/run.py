@@ -137,6 +137,15 @@ def bench_hashing(base: str, label: str, make: Callable[[str], None], rows: list
 
     read_all(paths)
     t_engine = best(lambda: Hasher().hash_path(data), 3)  # in-process, empty stat cache
+    t_blake3 = None
+    with contextlib.suppress(Exception):  # the cost of `hash = "blake3"` (docs/security.md)
+        from repro.canonical import use_hash
+
+        use_hash("blake3")
+        try:
+            t_blake3 = best(lambda: Hasher().hash_path(data), 3)
+        finally:
+            use_hash("xxh3")
     row = {
         "dataset": label,
         "files": len(paths),
@@ -153,6 +162,10 @@ def bench_hashing(base: str, label: str, make: Callable[[str], None], rows: list
         "hash_vs_read": t_read / t_hash,
         "hash_vs_md5": t_md5 / t_hash,
     }
+    if t_blake3:
+        row["engine_blake3_s"] = t_blake3
+        row["blake3_vs_xxh3"] = t_blake3 / t_engine
+        row["blake3_vs_read"] = t_read / t_blake3
     if dvc_cmd():
         dproj = dvc_project(base, f"dvc-{label}")
         shutil.copytree(data, os.path.join(dproj, "data"))

@@ -31,7 +31,7 @@ def _plain(v: Any) -> Any:
     snapshots) hold, so that every value a params file can hold signs and locks alike.
 
     Dates, times and timestamps (YAML and TOML have them natively) become their ISO 8601 text,
-    sets sorted lists, binary its base64 text, integers beyond 64 bits their decimal text, and a
+    sets sorted lists, binary its base64 text, integers beyond 64 bits their decimal text, NaN the text 'NaN', and a
     string that is not valid Unicode its escaped text. Accepting them, rather than refusing the
     file, keeps ordinary params files (`start = 2024-01-01` in TOML) working; the stage itself
     still reads the native value from the file."""
@@ -46,7 +46,7 @@ def _plain(v: Any) -> Any:
     if isinstance(v, int):
         return int(v) if -(2**63) <= v < 2**64 else str(v)
     if isinstance(v, float):
-        return float(v)
+        return float(v) if v == v else "NaN"  # NaN equals nothing: it would never be up to date
     if isinstance(v, str):
         try:
             v.encode("utf-8")
