@@ -21,6 +21,7 @@ from repro.canonical import packb, unpackb
 from repro.errors import NotFoundError
 from repro.pipeline import envfp
 from repro.project import Project
+from repro.safety import is_hash
 from repro.store.backend import Backend
 
 CI_VARS = (
@@ -207,9 +208,22 @@ def save_record(backend: Backend, rec: RunRecord) -> None:
 
 def load_record(backend: Backend, run_id: str) -> RunRecord:
     try:
-        return RunRecord.from_dict(unpackb(backend.read_bytes(f"records/{run_id}")))
+        data = backend.read_bytes(f"records/{run_id}")
     except FileNotFoundError:
         raise NotFoundError(f"run {run_id} is not in the cache.") from None
+    try:
+        rec = RunRecord.from_dict(unpackb(data))
+    except Exception as exc:  # records come from shared caches: a bad one is reported, not used
+        from repro.errors import CorruptObjectError
+
+        raise CorruptObjectError(f"run record {run_id} is not valid ({exc}).") from None
+    for s in rec.stages:  # the log hashes name objects: they must be hashes
+        for h in (s.stdout, s.stderr):
+            if h is not None and not is_hash(h):
+                from repro.errors import CorruptObjectError
+
+                raise CorruptObjectError(f"run record {run_id}: log hash {h!r} is not a hash.")
+    return rec
 
 
 def list_records(backend: Backend) -> list[RunRecord]:

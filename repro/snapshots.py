@@ -286,13 +286,13 @@ def _ensure_available(project: Project, targets: dict[str, dict[str, Any]]) -> N
     missing = []
     for path, d in targets.items():
         h = d["hash"]
-        if not cache.has(h):
+        if not cache.has_verified(h):  # a corrupt object is fetched over, like a missing one
             missing.append((path, h))
             continue
         if d.get("isdir"):
-            for e in cache.get_tree(h).entries:
-                if not cache.has(e.hash):
-                    missing.append((f"{path}/{e.path}", e.hash))
+            entries = cache.get_tree(h).entries
+            good = cache.verified_set({e.hash for e in entries})
+            missing += [(f"{path}/{e.path}", e.hash) for e in entries if e.hash not in good]
     if missing:
         from repro.remote import fetch_missing
 

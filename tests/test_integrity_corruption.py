@@ -25,7 +25,7 @@ from repro.project import Project
 from tests.conftest import AWS_ENV, git, new_bucket, run_cli, write
 
 DAMAGES = ("flip", "truncate", "empty")
-STAGE = "stages:\n  s:\n    cmd: cp in.txt out.txt; echo x >> \"$COUNTER\"\n"
+STAGE = 'stages:\n  s:\n    cmd: cp in.txt out.txt; echo x >> "$COUNTER"\n'
 STAGE += "    deps: [in.txt]\n    outs: [out.txt]\n"
 
 
@@ -215,6 +215,9 @@ def test_push_refuses_corrupt_objects_and_repairs_the_remote(tmp_path, remote) -
     r = cli_at(root, "push", "--verify-remote", "--json", ok=True)
     assert key in r.json()["repaired"]
     assert store.verify(h_of(good)) and cli_at(root, "fsck", "-r", "origin").code == 0
+    store.backend.write_bytes(key, b"")  # and fsck -r NAME --repair does the same
+    rep = cli_at(root, "fsck", "-r", "origin", "--repair", "--json", ok=True).json()
+    assert key in rep["remote"]["repaired"] and store.verify(h_of(good))
     # fsck --repair: the local object is damaged and the workspace copy is gone.
     damage(obj(root, h_of(good)), "empty")
     os.unlink(Path(root, "d.txt"))
@@ -224,6 +227,11 @@ def test_push_refuses_corrupt_objects_and_repairs_the_remote(tmp_path, remote) -
     assert intact(root, h_of(good))
     cli_at(root, "checkout", ok=True)
     assert Path(root, "d.txt").read_bytes() == good
+    # pull: the verified download replaces a damaged local object.
+    damage(obj(root, h_of(good)), "truncate")
+    os.unlink(Path(root, "d.txt"))
+    cli_at(root, "pull", ok=True)
+    assert intact(root, h_of(good)) and Path(root, "d.txt").read_bytes() == good
 
 
 def test_fsck_repair_moves_aside_what_has_no_good_copy(tmp_path) -> None:
@@ -374,7 +382,5 @@ def test_bad_local_snapshot_does_not_let_gc_delete_what_good_ones_need(tmp_path)
     assert Path(root, ".repro", "cache", "corrupt", "snapshots", s1).exists()  # set aside
     assert cli_at(root, "fsck", ok=True).code == 0
     assert cli_at(root, "log", ok=True).code == 0
-    assert json.loads(Path(root, "repro.lock").read_text())["data"]["d.txt"]["hash"] == h_of(
-        b"two"
-    )
+    assert json.loads(Path(root, "repro.lock").read_text())["data"]["d.txt"]["hash"] == h_of(b"two")
     assert intact(root, h_of(b"two"))

@@ -215,8 +215,6 @@ def test_unreachable_default_remote_warns_once_and_runs_locally(project, cli) ->
     assert len(warnings) == 1 and warnings[0].startswith("warning: remote 'dead'")
     assert "cannot be reached" in warnings[0] and warnings[0].endswith("running locally.")
     assert seconds < 6, f"the run waited {seconds:.1f} s for a dead remote"
-    r = cli("push", env=aws)
-    assert r.code == 1 and "remote 'dead'" in r.err and "Traceback" not in r.err
 
 
 def test_stale_temp_files_of_dead_writers_are_removed(project, cli) -> None:
@@ -232,12 +230,15 @@ def test_stale_temp_files_of_dead_writers_are_removed(project, cli) -> None:
     stale.write_bytes(b"x" * 1000)
     live = tmp / f"{os.getppid()}-0badc0de-1-3"  # pytest's parent: alive, and new
     live.write_bytes(b"y")
-    beside = Path(root, "data", f".f.txt.{tag}-1-4")
-    beside.write_bytes(b"half")
-    (tmp / f"beside-{tag}").write_text(str(Path(root, "data")) + "\n")
-    foreign = Path(root, "data", ".f.txt.keep-me")
-    foreign.write_bytes(b"mine")
+    beside = [Path(root, "data", f".f.txt.{tag}-1-4"), Path(root, f".data.{tag}-1-5")]
+    for b in beside:
+        b.write_bytes(b"half")
+    (tmp / f"beside-{tag}").write_text(f"{Path(root, 'data')}\n{root}\n")
+    foreign = [Path(root, ".data.keep-me"), Path(root, f".data.{os.getppid()}-0badc0de-1-1")]
+    for f in foreign:
+        f.write_bytes(b"mine")
     cli("checkout", ok=True)
-    assert not stale.exists() and not beside.exists() and not (tmp / f"beside-{tag}").exists()
-    assert live.exists() and foreign.exists()
+    assert not stale.exists() and not (tmp / f"beside-{tag}").exists()
+    assert not any(b.exists() for b in beside)
+    assert live.exists() and all(f.exists() for f in foreign)
     assert not [n for n in os.listdir(tmp) if n.startswith("beside-")]  # ours went too

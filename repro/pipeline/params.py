@@ -31,10 +31,10 @@ def _plain(v: Any) -> Any:
     snapshots) hold, so that every value a params file can hold signs and locks alike.
 
     Dates, times and timestamps (YAML and TOML have them natively) become their ISO 8601 text,
-    sets sorted lists, binary its base64 text, integers beyond 64 bits their decimal text, NaN the text 'NaN', and a
-    string that is not valid Unicode its escaped text. Accepting them, rather than refusing the
-    file, keeps ordinary params files (`start = 2024-01-01` in TOML) working; the stage itself
-    still reads the native value from the file."""
+    sets sorted lists, binary its base64 text, integers beyond 64 bits their decimal text, NaN
+    the text 'NaN', and a string that is not valid Unicode its escaped text. Accepting them,
+    rather than refusing the file, keeps ordinary params files (`start = 2024-01-01` in TOML)
+    working; the stage itself still reads the native value from the file."""
     if isinstance(v, dict):
         return {_key(k): _plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
