@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.errors import SpecError, UntrustedInputError
-from repro.safety import safe_hash, safe_path_hash, safe_rel
+from repro.safety import safe_hash, safe_path_hash, safe_plain, safe_rel
 
 LOCK_SCHEMA = 1
 
@@ -35,23 +35,33 @@ class Lock:
 
 
 def load_lock(path: str) -> Lock:
+    """Read and validate `repro.lock`. It arrives with `git pull`, so it is untrusted: any
+    problem (not UTF-8, not JSON, too deep, a wrong type, a path out of the project) is one
+    sentence naming the file and field, raised before anything acts on it."""
+    name = os.path.basename(path)
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         return Lock()
+    except OSError as exc:
+        raise SpecError(f"{name}: cannot be read ({exc.strerror}).") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{name}: is not UTF-8 text (byte {exc.start}).") from None
     if not text.strip():
         return Lock()
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            from ruamel.yaml import YAML
-
-            doc = YAML(typ="safe").load(text)
-        except Exception as exc:
-            raise SpecError(f"{os.path.basename(path)}: cannot be parsed ({exc}).") from None
-    name = os.path.basename(path)
+    except json.JSONDecodeError as exc:
+        conflict = " (an unresolved git merge conflict?)" if "<<<<<<<" in text else ""
+        raise SpecError(
+            f"{name}: cannot be parsed{conflict} (line {exc.lineno}: {exc.msg}); repro writes "
+            "it as JSON: resolve it, or delete it and run 'repro run'."
+        ) from None
+    except RecursionError:
+        raise SpecError(f"{name}: cannot be parsed (nested too deeply).") from None
     if not isinstance(doc, dict) or doc.get("schema", LOCK_SCHEMA) != LOCK_SCHEMA:
         raise SpecError(f"{name}: unknown lock schema; is repro too old?")
     stages, data, images = (doc.get(k) or {} for k in ("stages", "data", "images"))
@@ -76,6 +86,8 @@ def validate_state(
     on it: every path is project-relative and safe (outputs and data never name a file repro or
     git owns), every hash is 32 hex characters, every field has its type. A lock arrives with
     `git pull` and a snapshot from a remote: neither may steer a write outside the project."""
+    for part, value in (("stages", stages), ("data", data), ("files", files), ("images", images)):
+        safe_plain(value, source, part)  # JSON data only: the lock is written back as JSON
     for key, d in _mapping(data, source, "data").items():
         safe_rel(key, source, "data path", output=True)
         safe_path_hash(d, source, f"data.{key}")
@@ -96,6 +108,7 @@ def validate_state(
         for key, d in _mapping(entry.get("deps") or {}, source, f"{where}.deps").items():
             safe_rel(key, source, f"{where}.deps path")
             safe_path_hash(d, source, f"{where}.deps.{key}")
+        _mapping(entry.get("env") or {}, source, f"{where}.env")
         env = _mapping(entry.get("environment") or {}, source, f"{where}.environment")
         lockfiles = env.get("lockfiles") or {}
         for key in _mapping(lockfiles, source, f"{where}.environment.lockfiles"):

@@ -211,19 +211,105 @@ def load_record(backend: Backend, run_id: str) -> RunRecord:
         data = backend.read_bytes(f"records/{run_id}")
     except FileNotFoundError:
         raise NotFoundError(f"run {run_id} is not in the cache.") from None
+    from repro.errors import CorruptObjectError
+
     try:
-        rec = RunRecord.from_dict(unpackb(data))
+        d = unpackb(data)
+        problem = record_problem(d, run_id)
+        rec = None if problem else RunRecord.from_dict(d)
     except Exception as exc:  # records come from shared caches: a bad one is reported, not used
-        from repro.errors import CorruptObjectError
-
         raise CorruptObjectError(f"run record {run_id} is not valid ({exc}).") from None
-    for s in rec.stages:  # the log hashes name objects: they must be hashes
-        for h in (s.stdout, s.stderr):
-            if h is not None and not is_hash(h):
-                from repro.errors import CorruptObjectError
-
-                raise CorruptObjectError(f"run record {run_id}: log hash {h!r} is not a hash.")
+    if rec is None:
+        raise CorruptObjectError(f"run record {run_id}: {problem}; it is not used.")
     return rec
+
+
+_STR = (
+    "run_id",
+    "kind",
+    "user",
+    "host",
+    "started",
+    "ended",
+    "python",
+    "platform",
+    "status",
+)
+_CONTROL = {*range(0x20), 0x7F}  # terminal escapes: `repro log` prints these fields as they are
+
+
+def _text(v: Any, optional: bool = False) -> bool:
+    if v is None:
+        return optional
+    return isinstance(v, str) and not any(ord(c) in _CONTROL for c in v[:4096])
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def record_problem(d: Any, run_id: str) -> str | None:
+    """Why the decoded record `d` filed as `run_id` may not be used, or None. Records come
+    from shared remotes unchecked, yet `log`, `show`, `diff`, `gc` and checkout read their
+    fields: every field must have its type (a number where a commit id goes would crash them),
+    hashes must be hashes, and the record must be the run its key names."""
+    if not isinstance(d, dict):
+        return "is not a mapping"
+    if d.get("run_id") != run_id:
+        return f"names another run ({str(d.get('run_id'))[:40]!r})"
+    for k in _STR:
+        if not _text(d.get(k)):
+            return f"field {k!r} is not a line of text"
+    if not _text(d.get("git_commit"), optional=True):
+        return "field 'git_commit' is not a line of text"
+    if d.get("git_dirty") is not None and not isinstance(d.get("git_dirty"), bool):
+        return "field 'git_dirty' is not true or false"
+    snap = d.get("snapshot")
+    if snap is not None and not is_hash(snap):
+        return "field 'snapshot' is not a hash"
+    argv, ci = d.get("argv"), d.get("ci")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return "field 'argv' is not a list of text"
+    if not isinstance(ci, dict) or not all(_text(k) and _text(v) for k, v in ci.items()):
+        return "field 'ci' is not a mapping of text"
+    metrics = d.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        _text(f) and isinstance(m, dict) and all(_text(k) and _number(v) for k, v in m.items())
+        for f, m in metrics.items()
+    ):
+        return "field 'metrics' is not a mapping of files to numbers"
+    stages = d.get("stages", [])
+    if not isinstance(stages, list):
+        return "field 'stages' is not a list"
+    for s in stages:
+        problem = _stage_problem(s)
+        if problem:
+            return problem
+    return None
+
+
+def _stage_problem(s: Any) -> str | None:
+    if not isinstance(s, dict) or not _text(s.get("name")) or not _text(s.get("status")):
+        return "a stage has no name or status"
+    where = f"stage {s['name'][:40]!r}"
+    for k in ("signature", "stdout", "stderr"):  # the log hashes name objects
+        if s.get(k) is not None and not is_hash(s[k]):
+            return f"{where}: {k} {str(s[k])[:40]!r} is not a hash"
+    if not _number(s.get("seconds")):
+        return f"{where}: 'seconds' is not a number"
+    code = s.get("exit_code")
+    if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+        return f"{where}: 'exit_code' is not a whole number"
+    if not isinstance(s.get("message"), str | None):
+        return f"{where}: 'message' is not text"
+    reasons = s.get("reasons", [])
+    if not isinstance(reasons, list) or not all(
+        isinstance(r, dict)
+        and all(isinstance(k, str) and isinstance(v, str | None) for k, v in r.items())
+        for r in reasons
+    ):
+        return f"{where}: 'reasons' is not a list of mappings of text"
+    return None
 
 
 def list_records(backend: Backend) -> list[RunRecord]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,11 +35,13 @@ from hypothesis import strategies as st  # noqa: E402
 from tests.conftest import git, run_cli, write  # noqa: E402
 
 CHUNKS, CHUNK = 8, 32 * 1024
+TMP_NAME = re.compile(r"^\d+-[0-9a-f]{8}-\d+-\d+$")  # store.backend.unique_name()
+BESIDE = re.compile(r"^\..+\.\d+-[0-9a-f]{8}-\d+-\d+$")  # store.links._tmp_beside()
 # How long each command takes here, uninterrupted (seconds, start-up included): a kill lands at
 # a fraction of it (hypothesis picks the fraction), so most kills land mid-work.
 DURATION = {"run": 0.85, "add": 0.3, "checkout": 0.25, "push": 0.32, "pull": 0.3, "gc": 0.15}
 
-WRITER = f'''
+WRITER = f"""
 import hashlib, os, sys, time
 version = open("params.yaml").read().split(":")[1].strip()
 with open("pids.txt", "a") as f:
@@ -49,7 +52,7 @@ with open("out.bin", "wb") as f:
         f.write(seed * ({CHUNK} // 32))
         f.flush()
         time.sleep(0.06)
-'''
+"""
 
 SPEC = """data: [data]
 stages:
@@ -67,7 +70,7 @@ def expected_out(version: str) -> bytes:
     )
 
 
-def write_data(root: str, version: str, n: int = 120) -> None:
+def write_data(root: str, version: str, n: int = 80) -> None:
     shutil.rmtree(os.path.join(root, "data"), ignore_errors=True)
     for i in range(n):
         write(root, f"data/f{i:03d}.txt", f"{version} file {i}\n" * (40 + i))
@@ -144,8 +147,9 @@ def base(tmp_path_factory) -> Base:
     return Base(tmp_path_factory.mktemp("fault-base"))
 
 
-def prepare(base: Base, work: Path, command: str) -> list[str]:
-    """A fresh copy of the base project, made ready for `command`; returns the CLI args."""
+def prepare(base: Base, work: Path, command: str) -> tuple[list[str], set[str]]:
+    """A fresh copy of the base project, made ready for `command`; returns the CLI args and
+    the objects the copy's snapshots need but its cache lacks (on purpose: pull fetches them)."""
     root, remote = str(work / "proj"), str(work / "remote")
     shutil.copytree(base.root, root, symlinks=True)
     shutil.copytree(base.remote, remote, symlinks=True)
@@ -156,27 +160,28 @@ def prepare(base: Base, work: Path, command: str) -> list[str]:
     sigs = list(base.snapshots)
     if command == "run":
         write(root, "params.yaml", "version: 3\n")
-        return ["run"]
+        return ["run"], set()
     if command == "add":
-        write_data(root, "3", n=160)
-        return ["add", "data"]
+        write_data(root, "3", n=100)
+        return ["add", "data"], set()
     if command == "checkout":
-        return ["checkout", sigs[1]]  # the first run's state: other data, other output
+        return ["checkout", sigs[1]], set()  # the first run: other data, other output
     if command == "push":
         for key in base.remote_v2 - base.remote_v1:
             os.unlink(os.path.join(remote, key))
-        return ["push"]
+        return ["push"], set()
     if command == "pull":
         cache = os.path.join(root, ".repro", "cache")
+        gone = set()
         for key in base.cache_v2 - base.cache_v1:
             if key.startswith(("objects/", "runs/")):
-                p = os.path.join(cache, key)
-                os.chmod(p, 0o644)
-                os.unlink(p)
+                os.unlink(os.path.join(cache, key))
+                if key.startswith("objects/"):
+                    gone.add(key[len("objects/") :].replace("/", ""))
         shutil.rmtree(os.path.join(root, "data"))
-        return ["pull"]
+        return ["pull"], gone
     if command == "gc":
-        return ["gc", "--keep-last", "1"]
+        return ["gc", "--keep-last", "1"], set()
     raise AssertionError(command)
 
 
@@ -238,10 +243,16 @@ def check_invariants(base: Base, root: str, remote: str, missing_before: set[str
         assert sorted(k for k in now if k.startswith("data/")) == sorted(
             k for k in files if k.startswith("data/")
         )
+    # The killed command's temporary files are gone (the checkouts above held the lock).
+    tmp = Path(root, ".repro", "tmp")
+    left = [n for n in os.listdir(tmp) if TMP_NAME.match(n) or n.startswith("beside-")]
+    assert not left, left
+    beside = [n for _, _, fs in os.walk(Path(root, "data")) for n in fs if BESIDE.match(n)]
+    assert not beside + [n for n in os.listdir(root) if BESIDE.match(n)]
 
 
 @settings(
-    max_examples=14,
+    max_examples=5,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -261,9 +272,8 @@ def test_a_command_killed_at_any_moment_loses_and_mixes_nothing(
 ) -> None:
     with tempfile.TemporaryDirectory(dir=base.top) as tmp:
         work = Path(tmp)
-        args = prepare(base, work, command)
+        args, missing_before = prepare(base, work, command)
         root, remote = str(work / "proj"), str(work / "remote")
-        _, missing_before = missing_now(root)
         p = subprocess.Popen(
             [sys.executable, "-m", "repro.cli", *args],
             cwd=root,
@@ -281,7 +291,62 @@ def test_a_command_killed_at_any_moment_loses_and_mixes_nothing(
         elif p.returncode != 0:
             assert p.returncode == 128 + sig, (p.returncode, err)
             assert err.strip().splitlines()[-1] == f"stopped by {signal.Signals(sig).name}."
-        check_invariants(base, root, remote, set(missing_before))
+        check_invariants(base, root, remote, missing_before)
+
+
+def _strace_works() -> bool:
+    if not shutil.which("strace"):
+        return False
+    try:
+        r = subprocess.run(
+            ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=unlink", "true"],
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not _strace_works(), reason="needs strace (and ptrace) to kill at a syscall")
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    command=st.sampled_from(["gc", "add", "checkout", "pull", "push", "run"]),
+    syscall=st.sampled_from(["unlink", "rename"]),
+    nth=st.integers(1, 130),
+)
+@example(command="gc", syscall="unlink", nth=10)  # mid-way through the objects
+@example(command="gc", syscall="unlink", nth=2)  # among the snapshots
+@example(command="add", syscall="rename", nth=60)
+@example(command="pull", syscall="rename", nth=40)
+def test_a_command_killed_at_its_nth_delete_or_rename_loses_nothing(
+    base: Base, command: str, syscall: str, nth: int
+) -> None:
+    """SIGKILL exactly at the n-th unlink or rename a command makes (strace injects it): the
+    moments a timer rarely hits, such as gc between deleting a snapshot and its objects."""
+    with tempfile.TemporaryDirectory(dir=base.top) as tmp:
+        work = Path(tmp)
+        args, missing_before = prepare(base, work, command)
+        root, remote = str(work / "proj"), str(work / "remote")
+        r = subprocess.run(
+            [
+                *("strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}"),
+                *("-e", f"inject={syscall}:signal=KILL:when={nth}"),
+                *(sys.executable, "-m", "repro.cli", *args),
+            ],
+            cwd=root,
+            env={**os.environ, "CI": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode in (0, -signal.SIGKILL, 128 + signal.SIGKILL), r.stderr
+        check_invariants(base, root, remote, missing_before)
 
 
 def test_the_base_project_is_sane(base: Base) -> None:

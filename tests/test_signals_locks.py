@@ -89,7 +89,7 @@ def test_sigkill_of_repro_stops_the_stage(project, cli) -> None:
     write(
         root,
         "repro.yaml",
-        "stages:\n  s:\n    cmd: echo $$ > sh.pid; sleep 2.5 & echo $! > child.pid; wait; "
+        "stages:\n  s:\n    cmd: echo $$ > sh.pid; sleep 1.5 & echo $! > child.pid; wait; "
         "touch finished; echo > o\n    outs: [o]\n",
     )
     p = start(root, "run")
@@ -99,7 +99,7 @@ def test_sigkill_of_repro_stops_the_stage(project, cli) -> None:
     p.kill()
     p.communicate(timeout=10)
     assert gone_within(pids, 3), "the stage outlived a SIGKILLed repro"
-    time.sleep(2.6)
+    time.sleep(1.6)
     assert not Path(root, "finished").exists()
     # The lock went with the stage: the next run takes it at once, and runs the stage fully.
     r = cli("run", "--json", ok=True)
@@ -242,3 +242,46 @@ def test_stale_temp_files_of_dead_writers_are_removed(project, cli) -> None:
     assert not any(b.exists() for b in beside)
     assert live.exists() and all(f.exists() for f in foreign)
     assert not [n for n in os.listdir(tmp) if n.startswith("beside-")]  # ours went too
+
+
+def test_sigkill_of_repro_removes_a_running_stage_container(project, cli) -> None:
+    """The watchdog removes the container of a stage whose repro was killed outright."""
+    from tests.test_containers import TAG, load_image
+
+    pytest.importorskip("docker", reason="needs the 'docker' extra")
+    from tests.docker_engine import Engine
+
+    eng = Engine(str(Path(project.root).parent / "dk"))
+    why = eng.start()
+    if why:
+        pytest.skip(f"no Docker engine can run here: {why}")
+    try:
+        import docker
+
+        client = docker.DockerClient(base_url=eng.host, version="auto")
+        load_image(client, TAG, "1")
+        write(
+            project.root,
+            "repro.yaml",
+            f"stages:\n  box:\n    cmd: touch started; sleep 30; echo > out.txt\n"
+            f"    image: {TAG}\n    outs: [out.txt]\n",
+        )
+        p = subprocess.Popen(
+            [sys.executable, "-m", "repro.cli", "run"],
+            cwd=project.root,
+            env={**os.environ, "CI": "1", "DOCKER_HOST": eng.host},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(Path(project.root, "started"), timeout=30)
+        assert client.containers.list(filters={"label": "repro.stage=box"})
+        p.kill()
+        p.wait(timeout=10)
+        deadline = time.time() + 20
+        while time.time() < deadline and client.containers.list(
+            all=True, filters={"label": "repro.stage=box"}
+        ):
+            time.sleep(0.2)
+        assert not client.containers.list(all=True, filters={"label": "repro.stage=box"})
+    finally:
+        eng.stop()

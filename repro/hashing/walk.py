@@ -23,20 +23,30 @@ class WalkEntry:
 
 def link_leaves(path: str, inside: str | None) -> str | None:
     """Where the symlink `path` leads when that is outside the folder `inside` (a real path),
-    else None. Data reached through such a link is not the project's: hashing it would send
-    files from elsewhere on this machine into the cache and on to remotes."""
+    or into its `.git` or `.repro` through a link, else None. Data reached through such a link
+    is not the project's: hashing it would send files from elsewhere on this machine (or git's
+    config, with its credentials) into the cache and on to remotes."""
     if inside is None:
         return None
     real = os.path.realpath(path)
-    if real == inside or real.startswith(inside.rstrip(os.sep) + os.sep):
-        return None
-    return real
+    base = inside.rstrip(os.sep) + os.sep
+    if real != inside and not real.startswith(base):
+        return real
+    first = real[len(base) :].split(os.sep, 1)[0] if real != inside else ""
+    if first in OWNED and not any(part in OWNED for part in path.split(os.sep)):
+        return real  # a link into git's or repro's own folder (named directly, it is allowed)
+    return None
+
+
+OWNED = (".git", ".repro")
 
 
 def outside_link_error(path: str, real: str, inside: str) -> PathError:
     rel = os.path.relpath(path, inside) if path.startswith(inside) else path
+    out = real != inside and not real.startswith(inside.rstrip(os.sep) + os.sep)
+    where = "outside the project" if out else "into .git or .repro"
     return PathError(
-        f"{rel}: is a symlink that leads outside the project (to {real}); repro does not "
+        f"{rel}: is a symlink that leads {where} (to {real}); repro does not "
         "follow it. Set follow_symlinks = true under [core] in .repro/config.toml to allow it."
     )
 

@@ -77,10 +77,11 @@ def run_lock(dot: str, wait: float = 0.0) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         _acquire(fd, wait)
+        argv = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
         who = (
             f"pid {os.getpid()} by {_user()} on {socket.gethostname()}, started "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}: "
-            f"{' '.join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}"
+            f"{' '.join(argv.split())[:300]}"
         )
         held = _Held(path, fd, 1, who)
         with _guard:
@@ -198,15 +199,21 @@ def _end_journal() -> None:
 
 def clean_stale_temps(tmp_dir: str, root: str, now: float | None = None) -> int:
     """Remove temporary files in `tmp_dir` whose writer is dead (or that are older than an
-    hour), and the `.NAME.<tag>` files a dead writer left beside workspace targets (their
-    folders are listed in its journal). Returns how many were removed."""
+    hour), the `.NAME.<tag>` files a dead writer left beside workspace targets (their folders
+    are listed in its journal), and a `repro.lock.tmp` over a minute old. Returns how many
+    were removed."""
     now = time.time() if now is None else now
     me = os.getpid()
     removed = 0
+    half_lock = os.path.join(root, "repro.lock.tmp")  # a killed save_lock's
+    with contextlib.suppress(OSError):
+        if now - os.lstat(half_lock).st_mtime > 60:
+            os.unlink(half_lock)
+            removed += 1
     try:
         names = os.listdir(tmp_dir)
     except FileNotFoundError:
-        return 0
+        return removed
     for name in names:
         p = os.path.join(tmp_dir, name)
         m = _TMP_NAME.match(name)

@@ -80,10 +80,21 @@ class LocalBackend(Backend):
         self.url = self.root
         self.tmp = tmp or os.path.join(self.root, "tmp")
         self._made: set[str] = set()
+        self._within = Within(self.root)
 
     def path(self, key: str) -> str:
         check_key(key)
-        return os.path.join(self.root, key)
+        p = os.path.join(self.root, key)
+        self._within.check(p, key)
+        return p
+
+    def _read_path(self, key: str) -> str:
+        """`path(key)` for reading: an entry that is itself a symlink is refused (a shared
+        folder's `records/<id> -> ~/.ssh/id_rsa` must not be copied into our cache)."""
+        p = self.path(key)
+        if os.path.islink(p):
+            raise _outside(key, os.path.realpath(p))
+        return p
 
     def tmp_path(self) -> str:
         if self.tmp not in self._made:
@@ -110,11 +121,11 @@ class LocalBackend(Backend):
                 yield f"{rel}/{f}"
 
     def read_bytes(self, key: str) -> bytes:
-        with open(self.path(key), "rb") as f:
+        with open(self._read_path(key), "rb") as f:
             return f.read()
 
     def open(self, key: str) -> BinaryIO:
-        return open(self.path(key), "rb")
+        return open(self._read_path(key), "rb")
 
     def write_bytes(self, key: str, data: bytes) -> None:
         dst = self.ensure_parent(key)
@@ -139,7 +150,7 @@ class LocalBackend(Backend):
     def get_file(self, key: str, local_path: str) -> None:
         import shutil
 
-        shutil.copyfile(self.path(key), local_path)
+        shutil.copyfile(self._read_path(key), local_path)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -158,10 +169,24 @@ class FsspecBackend(Backend):
         self.url = url
         self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.root = root.rstrip("/")
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        # A folder on this machine (file://): its symlinks must not lead a key out of it.
+        local = any(p in ("file", "local") for p in protocols)
+        self._within = Within(self.root or "/") if local else None
 
     def _p(self, key: str) -> str:
         check_key(key)
-        return f"{self.root}/{key}" if self.root else key
+        p = f"{self.root}/{key}" if self.root else key
+        if self._within is not None:
+            self._within.check(p, key)
+        return p
+
+    def _rp(self, key: str) -> str:
+        """`_p(key)` for reading: on a local folder, an entry that is a symlink is refused."""
+        p = self._p(key)
+        if self._within is not None and os.path.islink(p):
+            raise _outside(key, os.path.realpath(p))
+        return p
 
     def check(self) -> None:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
@@ -188,10 +213,10 @@ class FsspecBackend(Backend):
             yield p[strip:] if p.startswith(self.root) else p
 
     def read_bytes(self, key: str) -> bytes:
-        return bytes(self.fs.cat_file(self._p(key)))
+        return bytes(self.fs.cat_file(self._rp(key)))
 
     def open(self, key: str) -> BinaryIO:
-        return self.fs.open(self._p(key), "rb")
+        return self.fs.open(self._rp(key), "rb")
 
     def _put(self, key: str, write: Callable[[str], None]) -> None:
         """Object stores put a whole object in one request (atomic already); file-like stores
@@ -213,7 +238,7 @@ class FsspecBackend(Backend):
         self._put(key, lambda path: self.fs.put_file(local_path, path))
 
     def get_file(self, key: str, local_path: str) -> None:
-        self.fs.get_file(self._p(key), local_path)
+        self.fs.get_file(self._rp(key), local_path)
 
     def _object_store(self) -> bool:
         protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
@@ -263,6 +288,33 @@ class FsspecBackend(Backend):
 
     def size(self, key: str) -> int:
         return int(self.fs.size(self._p(key)))
+
+
+class Within:
+    """Whether paths under a store's root stay there once symlinks are resolved: a shared
+    folder's `objects/ab -> /home/you/somewhere` must not make a push write there. One
+    `realpath` per distinct folder (memoised), so checking every object costs a dict lookup."""
+
+    def __init__(self, root: str) -> None:
+        self.root_real = os.path.realpath(root)
+        self._ok: set[str] = set()
+
+    def check(self, path: str, key: str) -> None:
+        folder = os.path.dirname(path)
+        if folder in self._ok:
+            return
+        real = os.path.realpath(folder)
+        if real != self.root_real and not real.startswith(self.root_real.rstrip(os.sep) + os.sep):
+            raise _outside(key, real)
+        self._ok.add(folder)
+
+
+def _outside(key: str, real: str) -> Exception:
+    from repro.errors import UntrustedInputError
+
+    return UntrustedInputError(
+        "store", "key", key, f"leads through a symlink out of the store (to {real})"
+    )
 
 
 def check_key(key: str) -> None:
