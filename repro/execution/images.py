@@ -68,7 +68,15 @@ def resolve(ref: str, docker_client: Any | None = None, stage: str | None = None
 
 
 def lock_images(project: Any, update: bool = False) -> dict[str, tuple[str | None, str]]:
-    """Resolve every stage's image reference; returns ref -> (old digest, new digest)."""
+    """Resolve every stage's image reference; returns ref -> (old digest, new digest).
+    Writes `repro.lock`, so it holds the project lock like every other writer."""
+    from repro.pipeline.runlock import run_lock
+
+    with run_lock(project.dot):
+        return _lock_images(project, update)
+
+
+def _lock_images(project: Any, update: bool) -> dict[str, tuple[str | None, str]]:
     from repro.lockfile import load_lock, save_lock
     from repro.pipeline.spec import load_spec
 
