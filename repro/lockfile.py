@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.errors import SpecError, UntrustedInputError
+from repro.readfile import MAX_BYTES, decode_text, read_bytes
 from repro.safety import safe_hash, safe_path_hash, safe_plain, safe_rel
 
 LOCK_SCHEMA = 1
@@ -40,16 +41,9 @@ def load_lock(path: str) -> Lock:
     sentence naming the file and field, raised before anything acts on it."""
     name = os.path.basename(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        text = decode_text(read_bytes(path, name, MAX_BYTES["json"]), name)
     except FileNotFoundError:
         return Lock()
-    except OSError as exc:
-        raise SpecError(f"{name}: cannot be read ({exc.strerror}).") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{name}: is not UTF-8 text (byte {exc.start}).") from None
     if not text.strip():
         return Lock()
     try:
@@ -117,6 +111,24 @@ def validate_state(
             if not isinstance(key, str):
                 raise UntrustedInputError(source, f"{where}.params", key, "is not a string")
             safe_rel(key.rsplit(":", 1)[0], source, f"{where}.params file")
+    _check_nesting(stages, data, files or {}, source)
+
+
+def _check_nesting(stages: dict, data: dict, files: dict, source: str) -> None:
+    """No path the state puts in the workspace lies inside another one that is a file: the
+    checkout would have to make a folder where it has just placed that file."""
+    placed = {**files, **data}
+    for entry in stages.values():
+        placed.update(entry.get("outs") or {})
+    as_files = {p for p, d in placed.items() if not d.get("isdir")}
+    for path in placed:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in as_files:
+                raise UntrustedInputError(
+                    source, "path", path, f"lies inside '{parent}', which it names as a file"
+                )
+            parent = parent.rpartition("/")[0]
 
 
 def save_lock(path: str, lock: Lock) -> None:

@@ -339,9 +339,14 @@ HSETTINGS = dict(
 )
 
 
-@settings(max_examples=40, **HSETTINGS)
-@given(text=yaml_texts(spec_docs))
-def test_generated_repro_yaml(template: Path, text: bytes) -> None:
+@settings(max_examples=35, **HSETTINGS)
+@given(
+    text=yaml_texts(spec_docs),
+    extra=st.sampled_from(
+        [["dag"], ["add", "data.csv"], ["log"], ["fsck"], ["diff"], ["checkout"]]
+    ),
+)
+def test_generated_repro_yaml(template: Path, text: bytes, extra: list[str]) -> None:
     with case(template) as c:
         c.write("repro.yaml", text)
         check(
@@ -350,6 +355,7 @@ def test_generated_repro_yaml(template: Path, text: bytes) -> None:
                 ["status"],
                 ["run", "--dry-run"],
                 ["stage", "add", "extra", "--cmd", "echo x > extra.txt", "-o", "extra.txt"],
+                extra,
             ],
             f"with repro.yaml {text[:120]!r}",
         )
@@ -417,13 +423,16 @@ params_files = st.one_of(
 )
 
 
-@settings(max_examples=30, **HSETTINGS)
-@given(item=params_files)
-def test_generated_params(template: Path, item: tuple[str, bytes]) -> None:
+@settings(max_examples=25, **HSETTINGS)
+@given(
+    item=params_files,
+    extra=st.sampled_from([["run"], ["diff"], ["log"], ["fsck"], ["push"], ["checkout"]]),
+)
+def test_generated_params(template: Path, item: tuple[str, bytes], extra: list[str]) -> None:
     name, content = item
     with case(template) as c:
         c.write(name, content)
-        check(c, [["status"], ["run", "--dry-run"]], f"with {name} {content[:120]!r}")
+        check(c, [["status"], ["run", "--dry-run"], extra], f"with {name} {content[:120]!r}")
 
 
 hashes = st.one_of(st.sampled_from(["0" * 32, "a" * 32]), nasty_text, st.integers(), st.none())
@@ -474,20 +483,26 @@ lock_docs = st.one_of(
 )
 
 
-@settings(max_examples=30, **HSETTINGS)
+@settings(max_examples=25, **HSETTINGS)
 @given(
     text=st.one_of(
         lock_docs.map(lambda d: json.dumps(d).encode()),
         st.binary(max_size=60),
         st.text(max_size=60).map(str.encode),
-    )
+    ),
+    extra=st.sampled_from(
+        [
+            *(["run", "--dry-run"], ["gc", "--dry-run"], ["log"], ["fsck"]),
+            *(["add", "data.csv"], ["push"], ["run"]),
+        ]
+    ),
 )
-def test_generated_lock(template: Path, text: bytes) -> None:
+def test_generated_lock(template: Path, text: bytes, extra: list[str]) -> None:
     with case(template) as c:
         c.write("repro.lock", text)
         check(
             c,
-            [["status"], ["checkout"], ["diff"], ["pull"]],
+            [["status"], ["checkout"], ["diff"], ["pull"], extra],
             f"with repro.lock {text[:160]!r}",
         )
 
@@ -520,14 +535,17 @@ config_docs = st.dictionaries(
         st.sampled_from(
             [b"a = " + b"[" * 3000 + b"]" * 3000, b"[core]\nremote = 5\n", b"core = 1"]
         ),
-    )
+    ),
+    extra=st.sampled_from(
+        [["fsck"], ["log"], ["add", "data.csv"], ["checkout"], ["pull"], ["dag"], ["run"]]
+    ),
 )
-def test_generated_config(template: Path, text: bytes) -> None:
+def test_generated_config(template: Path, text: bytes, extra: list[str]) -> None:
     with case(template) as c:
         c.write(".repro/config.toml", text)
         check(
             c,
-            [["status"], ["gc", "--dry-run"], ["push"], ["remote", "list"]],
+            [["status"], ["gc", "--dry-run"], ["push"], ["remote", "list"], extra],
             f"with config.toml {text[:160]!r}",
         )
 
@@ -602,7 +620,7 @@ def _matrix(n_keys: int, n_values: int) -> str:
         ("stages:\n  a:\n    cmd: echo\n    wdir: ../outside\n", ["outside the project"]),
         ("stages: [1, 2]\n", ["stages"]),
         ("stages:\n  a:\n    cmd: x\n  a:\n    cmd: y\n", ["repro.yaml", "duplicate"]),
-        ("x: " + "[" * 3000 + "]" * 3000 + "\n", ["repro.yaml", "nested"]),
+        ("x: " + "[" * 1500 + "]" * 1500 + "\n", ["repro.yaml", "nested"]),
         ("stages:\n  a:\n    cmd: " + "[" * 500 + "]" * 500 + "\n", ["repro.yaml", "nested"]),
     ],
     ids=lambda v: repr(v)[:40] if isinstance(v, str) else None,
@@ -687,7 +705,7 @@ def test_not_utf8_is_refused(template: Path, rel: str) -> None:
 @pytest.mark.parametrize(
     "rel,content",
     [
-        ("params.yaml", "lr: " + "[" * 3000 + "]" * 3000),
+        ("params.yaml", "lr: " + "[" * 1500 + "]" * 1500),
         ("params.yaml", "lr:\n  " + "- " * 3000 + "x"),
         ("p.json", '{"x": ' + "[" * 10_000 + "]" * 10_000 + "}"),
         ("p.json", '{"x": ' + "[" * 150 + "]" * 150 + "}"),
@@ -864,6 +882,51 @@ def test_stage_add_does_not_replace_a_malformed_stages_key(template: Path) -> No
         c.write("repro.yaml", "stages: [keep, me]\n")
         (r,) = check(c, [["stage", "add", "s", "--cmd", "echo"]])
         must_refuse(r, "repro.yaml", "stages")
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["-o", "../outside/x"], ["key 'outs'", "outside the project"]),
+        (["-e", "A B"], ["key 'env'"]),
+        (["-d", "a\nb"], ["key 'deps'", "control"]),
+        (["--wdir", "raw.txt"], ["key 'wdir'", "is a file"]),
+        (["-o", "prep.txt"], ["also an output of stage 'prep'"]),
+        (["--image", "x\x00"], ["key 'image'"]),
+    ],
+)
+def test_stage_add_refuses_bad_stages_naming_repro_yaml(
+    template: Path, args: list[str], words: list[str]
+) -> None:
+    with case(template) as c:
+        (r,) = check(c, [["stage", "add", "s", "--cmd", "echo", *args]])
+        must_refuse(r, "repro.yaml", *words)
+        assert ".repro/tmp" not in r.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["add", "../outside/victim.txt"],
+        ["add", "/etc/passwd"],
+        ["add", ".git"],
+        ["add", "repro.lock"],
+        ["add", "a\nb"],
+        ["checkout", "../../x"],
+        ["checkout", "a" * 1000],
+        ["show", "../x"],
+        ["diff", "0" * 7, "../x"],
+        ["restore", "g" * 32, "../outside/z"],
+        ["restore", "0" * 32, "../outside/z"],
+        ["gc", "--keep", "../x", "--dry-run"],
+        ["status", "../x"],
+        ["run", "../x"],
+    ],
+)
+def test_hostile_arguments(template: Path, args: list[str]) -> None:
+    with case(template) as c:
+        (r,) = check(c, [args])
+        assert r.code not in (0, 70), r.out
 
 
 def test_unsafe_yaml_tags_do_not_run(template: Path) -> None:

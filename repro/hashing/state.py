@@ -36,6 +36,8 @@ class StatKey:
 
 # SQLite's result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
 _CORRUPT_CODES = (11, 26)
+# SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL: a write the stat cache can do without.
+_SKIP_WRITE_CODES = (8, 10, 13)
 
 
 def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
@@ -55,6 +57,7 @@ class StateDB:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
+        self._warned = False
         self._lock = threading.RLock()  # one connection shared by the run's worker threads
         try:
             self._open(path)
@@ -175,7 +178,9 @@ class StateDB:
             return self._guard(lambda: self._conn.execute(sql, params).fetchall())
 
     def execute_many(self, sql: str, data: list[tuple]) -> None:
-        """Run `sql` over `data` in one transaction (one fsync for a whole batch)."""
+        """Run `sql` over `data` in one transaction (one fsync for a whole batch). On a full
+        disk or a read-only file the write is dropped with one warning: a cache that cannot
+        remember only costs re-hashing later."""
 
         def write() -> None:
             with self._conn:
@@ -183,7 +188,17 @@ class StateDB:
                 self._conn.executemany(sql, data)
 
         with self._lock:
-            self._guard(write)
+            try:
+                self._guard(write)
+            except sqlite3.OperationalError as exc:
+                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+                if code not in _SKIP_WRITE_CODES:
+                    raise
+                if not self._warned:
+                    import sys
+
+                    self._warned = True
+                    sys.stderr.write(f"warning: .repro/state.db not updated ({exc}).\n")
 
     def get_folder(self, path: str, fingerprint: str, entries: list) -> tuple[str, int] | None:
         """The tree hash and size recorded for a folder whose fingerprint is unchanged, unless

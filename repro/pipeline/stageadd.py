@@ -71,16 +71,22 @@ def stage_add(
     stages[name] = body
     # Validate the would-be file before writing it.
     from repro.pipeline.graph import build_graph
-    from repro.pipeline.spec import parse_spec
+    from repro.pipeline.spec import check_workspace, parse_spec
 
     os.makedirs(project.tmp_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="repro-", suffix=".yaml", dir=project.tmp_dir)
     os.close(fd)
     try:
         save_rt(tmp, doc)
-        spec = parse_spec(tmp, project.root)
+        try:
+            spec = parse_spec(tmp, project.root)
+        except SpecError as exc:  # name the file the user knows, not the would-be copy
+            label = os.path.relpath(tmp, project.root).replace(os.sep, "/")
+            msg = exc.message.replace(label, "repro.yaml")
+            raise SpecError(msg + "; nothing was added.") from None
         spec.path = "repro.yaml"
         build_graph(spec, project.root)
+        check_workspace(spec, project.root)
         os.replace(tmp, project.spec_path)
     finally:
         if os.path.exists(tmp):
