@@ -32,6 +32,7 @@ class Project:
         self.dot = os.path.join(self.root, DOT)
         if not os.path.isdir(self.dot):
             raise NotAProjectError(f"{self.root}: not a repro project (run 'repro init').")
+        _check_dot_links(self.root, self.dot)
         use_hash(self.hash_name)
 
     # -- discovery ----------------------------------------------------------------------------
@@ -141,3 +142,24 @@ class Project:
 
     def abs(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/"))
+
+
+def _check_dot_links(root: str, dot: str) -> None:
+    """Refuse a `.repro/` entry (cache, tmp, state.db, run.lock …) that is a symlink leading out
+    of the project: a `.repro/` entry can be committed to git, and repro writes through them
+    all. One `scandir` of a handful of entries; links that stay inside are fine."""
+    from repro.errors import UntrustedInputError
+
+    root_real = os.path.realpath(root)
+    with os.scandir(dot) as it:
+        for entry in it:
+            if entry.is_symlink():
+                real = os.path.realpath(entry.path)
+                if not real.startswith(root_real + os.sep):
+                    raise UntrustedInputError(
+                        f"{DOT}/{entry.name}",
+                        "symlink to",
+                        real,
+                        "leads out of the project (repro writes there); remove the link. A "
+                        "cache elsewhere is a remote: 'repro remote add'",
+                    )

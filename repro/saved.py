@@ -54,7 +54,8 @@ def _command() -> str:
 def record_saved(dot: str, path: str, h: str, isdir: bool) -> None:
     item = SavedItem(path, h, isdir, time.time(), _command())
     line = json.dumps(asdict(item), sort_keys=True) + "\n"
-    fd = os.open(_file(dot), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a `.repro/saved.jsonl` that is a symlink (committed to git) leads nowhere.
+    fd = os.open(_file(dot), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         os.write(fd, line.encode())
     finally:

@@ -87,7 +87,18 @@ def snapshot_key(sig: str) -> str:
 
 
 def _source_files(project: Project, lock: Lock) -> list[str]:
-    """Paths the pipeline reads that no stage makes and that are not tracked data."""
+    """Paths the pipeline reads that no stage makes and that are not tracked data.
+
+    Only stages `repro.yaml` declares count: a lock from `git pull` naming a stage the
+    pipeline lacks must not make the snapshot store (and a push upload) any file it likes,
+    such as a git-ignored `.env`."""
+    from repro.pipeline.spec import load_spec
+
+    try:
+        declared = set(load_spec(project).stages)
+    except Exception:
+        declared = set()  # a broken repro.yaml: store only the files every snapshot has
+    lock = Lock({n: e for n, e in lock.stages.items() if n in declared}, lock.data, lock.images)
     produced: set[str] = set()
     for entry in lock.stages.values():
         produced |= set((entry.get("outs") or {}).keys())
@@ -233,7 +244,7 @@ def _checkout_snapshot(project: Project, sig: str, force: bool, outs_only: bool)
     except Exception:
         pass  # a broken repro.yaml in the workspace must not block going back
     for path in sorted(made_now - set(targets) - set(snap.outputs())):
-        p = project.abs(path)
+        p = project.boundary.check_write(project.abs(path), "workspace")
         if os.path.lexists(p):
             if not force:
                 save_before_overwrite(project, path, report)

@@ -331,9 +331,16 @@ def _pull(
             theirs = _valid_keys(retry(lambda folder=folder: _keys(rstore, folder)), folder, report)
             mine = _keys(local, folder)
             for key in sorted(theirs - mine):
-                data = retry(lambda key=key: rstore.backend.read_bytes(key))
+                try:
+                    data = retry(lambda key=key: rstore.backend.read_bytes(key))
+                except UntrustedInputError as exc:  # e.g. a symlinked key on a shared folder
+                    report.refused.append(exc.message)
+                    continue
                 if folder != "records" and not _meta_ok(key, data):
-                    report.refused.append(f"remote '{name}': {key} is corrupted; skipped")
+                    report.refused.append(
+                        f"remote '{name}': {key} does not match its name or names unsafe "
+                        "paths; skipped"
+                    )
                     continue
                 local.backend.write_bytes(key, data)
                 report.meta += 1

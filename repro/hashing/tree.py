@@ -82,8 +82,12 @@ class Tree:
 
 
 def check_entry_path(path: str, name: str = "tree") -> None:
-    """A manifest entry must stay inside its folder: no absolute path, no `..`, no empty part."""
-    if rel_problem(path, owned=False) is not None:
+    """A manifest entry must stay inside its folder: no absolute path, no `..`, no empty part
+    (and a name a filesystem can hold)."""
+    problem = rel_problem(path, owned=False)
+    if problem is not None:
+        if "longer than" not in problem:
+            problem = "climbs out of its folder"  # absolute, `..`, empty, not normalised
         raise CorruptObjectError(
-            f"{name}: manifest entry {path!r} climbs out of its folder; refusing to use it."
+            f"{name}: manifest entry {path!r:.300} {problem}; refusing to use it."
         )
