@@ -38,7 +38,10 @@ def _tmp_beside(dst: str) -> str:
 
     folder = os.path.dirname(dst) or "."
     _note_folder(folder)
-    return os.path.join(folder, f".{os.path.basename(dst)}.{unique_name()}")
+    # The name is cut to 100 bytes' worth of characters: a file name near the 255-byte limit
+    # plus the unique tag would be longer than the filesystem allows.
+    base = os.path.basename(dst).encode()[:100].decode(errors="ignore") or "f"
+    return os.path.join(folder, f".{base}.{unique_name()}")
 
 
 # Folders where this process makes temporaries beside workspace files, written down (one line
