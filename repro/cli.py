@@ -209,9 +209,11 @@ def checkout(
     if sig is None:
         report = data.checkout_lock(project, force=force, wait=wait)
     else:
+        from repro.refs import resolve_sig
         from repro.snapshots import checkout_snapshot
 
-        report = checkout_snapshot(project, sig, force=force, outs_only=outs_only, wait=wait)
+        full = resolve_sig(project, sig)  # a sig prefix or a git revision
+        report = checkout_snapshot(project, full, force=force, outs_only=outs_only, wait=wait)
     if as_json:
         _emit_json(
             {
@@ -486,11 +488,16 @@ def show(
 
 @app.command()
 def diff(
-    a: Annotated[str | None, typer.Argument(help="From snapshot (default: the last one).")] = None,
-    b: Annotated[str | None, typer.Argument(help="To snapshot (default: the workspace).")] = None,
+    a: Annotated[
+        str | None,
+        typer.Argument(help="From: a sig, a git revision or repro.lock (default: repro.lock)."),
+    ] = None,
+    b: Annotated[
+        str | None, typer.Argument(help="To: the same kinds, or workspace (default).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What changed between two snapshots (default: last snapshot against the workspace)."""
+    """What changed between two states (default: repro.lock against the workspace)."""
     from repro.diff import diff as compute
 
     doc = compute(_project(), a, b)

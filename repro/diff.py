@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from repro.errors import NotFoundError, PathError, ReproError
+from repro.errors import PathError, ReproError
 from repro.pipeline.envfp import env_changes
 from repro.pipeline.signature import dep_kind
 from repro.project import Project
-from repro.snapshots import Snapshot, load_snapshot, resolve
+from repro.snapshots import Snapshot
 
 DEFAULT_SEVERITY = {
     "code": "major",
@@ -72,15 +72,6 @@ def workspace_snapshot(project: Project) -> Snapshot:
     }
     tables = list(data) + [p for e in stages.values() for p in e["outs"]]
     return Snapshot(stages, data, files, schemas_for(project.root, tables), dict(lock.images))
-
-
-def latest_snapshot(project: Project) -> str | None:
-    from repro.records import list_records
-
-    for rec in list_records(project.cache.backend):
-        if rec.snapshot:
-            return rec.snapshot
-    return None
 
 
 def _policy(project: Project) -> tuple[dict[str, str], float]:
@@ -269,17 +260,16 @@ def diff_snapshots(
 
 
 def diff(project: Project, a: str | None = None, b: str | None = None) -> dict[str, Any]:
-    backend = project.cache.backend
-    if a is None:
-        a = latest_snapshot(project)
-        if a is None:
-            raise NotFoundError("no snapshot yet: run 'repro run' or 'repro add' first.")
-    a_full = resolve(backend, a)
-    snap_a = load_snapshot(backend, a_full)
+    """Compare two states. Each is a snapshot sig (or prefix), a git revision (its
+    `repro.lock`), `repro.lock` or `workspace`; by default `repro.lock` against the workspace:
+    what changed since the last recorded state of this checkout."""
+    from repro.refs import LOCK_REF, resolve_state
+
+    a_full, snap_a = resolve_state(project, a or LOCK_REF)
     if b is None or b == "workspace":
         snap_b, b_full, is_ws = workspace_snapshot(project), "workspace", True
     else:
-        b_full = resolve(backend, b)
-        snap_b, is_ws = load_snapshot(backend, b_full), False
+        b_full, snap_b = resolve_state(project, b)
+        is_ws = False
     stages, data = diff_snapshots(project, snap_a, snap_b, is_ws)
     return {"from": a_full, "to": b_full, "stages": stages, "data": data}

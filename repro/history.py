@@ -53,7 +53,14 @@ def show(project: Project, ref: str) -> dict[str, Any]:
                     for r in runs
                 ],
             }
-    rec = find_run(project, ref)
+    try:
+        rec = find_run(project, ref)
+    except NotFoundError:
+        from repro.refs import git_lock, resolve_sig
+
+        if not ref.strip() or git_lock(project, ref) is None:
+            raise
+        return show(project, resolve_sig(project, ref))  # a git revision's recorded state
     return {"type": "run", **rec.to_dict()}
 
 

@@ -44,6 +44,12 @@ def load_lock(path: str) -> Lock:
         text = decode_text(read_bytes(path, name, MAX_BYTES["json"]), name)
     except FileNotFoundError:
         return Lock()
+    return parse_lock(text, name)
+
+
+def parse_lock(text: str, name: str = "repro.lock") -> Lock:
+    """A lock from its text (the file, or `git show REV:repro.lock`), validated; `name` is how
+    errors name its source."""
     if not text.strip():
         return Lock()
     try:
