@@ -368,6 +368,8 @@ def _print_run(result) -> None:
     }
     if result.dry_run:
         verb = {**verb, "ran": "would run", "restored": "would restore from cache"}
+    for c in result.data:
+        print(_data_change_line(c, result.dry_run))
     for s in result.stages:
         extra = ""
         if s.verified is not None:
@@ -379,6 +381,18 @@ def _print_run(result) -> None:
         print(f"snapshot {result.snapshot}")
 
 
+def _data_change_line(c, dry_run: bool) -> str:
+    """One line per tracked path a run took as a new version or put back."""
+    files = f"{c.hash.nfiles} files" if c.hash.isdir else _human_bytes(c.hash.size)
+    if c.action == "restored":
+        verb = "would be put back" if dry_run else "put back"
+        return f"data: {c.path} {verb} from the cache ({c.hash.hash[:12]}, {files})"
+    verb = "would be recorded as" if dry_run else "updated to"
+    if c.action == "added":
+        verb = "would be recorded as" if dry_run else "recorded as"
+    return f"data: {c.path} {verb} {c.hash.hash[:12]} ({files})"
+
+
 @app.command()
 def status(
     stages: Annotated[list[str] | None, typer.Argument(help="Stages (default: all).")] = None,
@@ -387,23 +401,47 @@ def status(
         bool, typer.Option("--exit-code", help="Exit 1 when any stage is stale.")
     ] = False,
 ) -> None:
-    """Say which stages are stale and why."""
-    from repro.pipeline.status import status as get_status
+    """Say which stages and tracked data are stale and why."""
+    from repro.pipeline.status import report as get_status
 
-    rows = get_status(_project(), stages or None)
+    rep = get_status(_project(), stages or None)
     if as_json:
-        _emit_json({"stages": [r.to_dict() for r in rows]})
+        _emit_json(rep.to_dict())
     else:
-        for r in rows:
+        for r in rep.stages:
             if r.state == "up-to-date":
                 print(f"{r.name}: up to date")
             else:
                 why = "; ".join(_reason_text(x) for x in r.reasons)
                 print(f"{r.name}: stale ({why})")
-        if not rows:
+        for d in rep.data:
+            if d.state == "up-to-date":
+                print(f"data {d.path}: up to date")
+            else:
+                why = "; ".join(_reason_text(x) for x in d.reasons)
+                print(f"data {d.path}: stale ({why})")
+        if not rep.stages and not rep.data:
             print("no stages in repro.yaml")
-    if exit_code and any(r.state == "stale" for r in rows):
+        _print_missing_summary(rep)
+    if exit_code and rep.stale:
         raise typer.Exit(1)
+
+
+def _print_missing_summary(rep) -> None:
+    """One closing line when content is missing locally: how much, and that pull fetches it."""
+    seen: dict[str, tuple[int, int]] = {}
+    for row in [*rep.stages, *rep.data]:
+        for r in row.reasons:
+            if r.kind == "missing":
+                seen[r.target] = (r.count or 0, r.size or 0)
+    if seen:
+        count = sum(c for c, _ in seen.values())
+        size = sum(b for _, b in seen.values())
+        print(
+            f"{count} file{'' if count == 1 else 's'} ({_human_bytes(size)}) of {len(seen)} "
+            "recorded path(s) are not in the local cache; 'repro pull' fetches them "
+            "('repro run' does too)."
+        )
 
 
 def _reason_text(r) -> str:
@@ -412,6 +450,15 @@ def _reason_text(r) -> str:
             f"image: {r.target} now points at {r.new}, locked {r.old}; "
             "'repro lock --update' moves to it"
         )
+    if r.kind == "missing":
+        return (
+            f"missing: {r.target} ({r.count} file{'' if r.count == 1 else 's'}, "
+            f"{_human_bytes(r.size or 0)} not in the local cache; repro pull)"
+        )
+    if r.kind == "data" and r.new is None and r.old:
+        return f"data: {r.target} (not in the workspace; 'repro checkout' puts it back)"
+    if r.kind == "data" and r.old and r.new:
+        return f"data: {r.target} (changed; 'repro run' records the new version)"
     return f"{r.kind}: {r.target}"
 
 
@@ -686,12 +733,17 @@ def fsck(
         bool,
         typer.Option("--repair", help="Heal from the workspace and the (-r or default) remote."),
     ] = False,
+    all_states: Annotated[
+        bool,
+        typer.Option("--all", help="Missing: what any kept snapshot needs, not only repro.lock."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-hash every object; report corrupt or missing ones (and, with --repair, heal them)."""
+    """Re-hash every object; report corrupt ones and missing ones that repro.lock (or, with
+    --all, any kept snapshot) needs; with --repair, heal them."""
     from repro.maintenance import fsck as do_fsck
 
-    report = do_fsck(_project(), remote, repair)
+    report = do_fsck(_project(), remote, repair, all_states)
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -700,12 +752,14 @@ def fsck(
                 continue
             print(
                 f"{r.store}: {r.checked} objects checked, {len(r.corrupt)} corrupt, "
-                f"{len(r.missing)} missing" + (f", {len(r.repaired)} repaired" if repair else "")
+                f"{len(r.missing)} missing ({r.scope})"
+                + (f", {len(r.repaired)} repaired" if repair else "")
             )
             for k in r.corrupt:
                 print(f"corrupt: {k}")
             for h in r.missing:
-                print(f"missing: {h}")
+                state, path = r.needed_by.get(h, ("", ""))
+                print(f"missing: {h} ({state}: {path})" if state else f"missing: {h}")
             for k in r.repaired:
                 print(f"repaired: {k}")
             for k in r.moved_aside:

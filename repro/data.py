@@ -7,12 +7,13 @@ Tracked paths are listed under `data:` in `repro.yaml`, their hashes under `data
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from repro.errors import PathError
 from repro.gitignore import ensure_ignored, git_tracked
 from repro.hashing.engine import Progress
-from repro.lockfile import load_lock, save_lock
+from repro.lockfile import Lock, load_lock, save_lock
 from repro.pipeline.specio import load_rt, save_rt
 from repro.project import Project
 from repro.safety import output_problem
@@ -24,6 +25,129 @@ class Added:
     path: str
     hash: PathHash
     new_objects: int
+
+
+@dataclass
+class Absent:
+    """What of a recorded path the local cache lacks: the objects (with the workspace path
+    that needs each), and how many files and bytes they stand for."""
+
+    objects: list[tuple[str, str]] = field(default_factory=list)
+    count: int = 0
+    bytes: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.objects)
+
+    def add(self, other: Absent) -> None:
+        self.objects += other.objects
+        self.count += other.count
+        self.bytes += other.bytes
+
+
+def absent(project: Project, rel: str, d: dict[str, Any]) -> Absent:
+    """The objects of recorded path `rel` (its lock entry `d`) missing from the local cache.
+    A folder whose tree is missing counts as all its files (the tree says which they are)."""
+    cache = project.cache
+    h = d["hash"]
+    size = int(d.get("size", 0))
+    if not cache.has_verified(h):
+        return Absent([(rel, h)], int(d.get("nfiles", 1)), size)
+    if not d.get("isdir"):
+        return Absent()
+    entries = cache.get_tree(h).entries  # a verified tree that names unsafe paths: refused
+    good = cache.verified_set({e.hash for e in entries})
+    lacking = [e for e in entries if e.hash not in good]
+    return Absent(
+        [(f"{rel}/{e.path}", e.hash) for e in lacking], len(lacking), sum(e.size for e in lacking)
+    )
+
+
+def ensure_local(
+    project: Project, targets: dict[str, dict[str, Any]], remote: str | None = None
+) -> None:
+    """Every object of the recorded `targets` (path -> lock entry) in the local cache: what is
+    lacking is fetched from `remote` (when one is given) and verified. Raises one sentence with
+    a project-relative path and 'repro pull' as the fix when something is still missing."""
+    lacking = Absent()
+    for rel, d in sorted(targets.items()):
+        lacking.add(absent(project, rel, d))
+    if not lacking:
+        return
+    if remote:
+        from repro.transfer import fetch_objects
+
+        fetch_objects(project, remote, {h for _, h in lacking.objects})
+        lacking = Absent()
+        for rel, d in sorted(targets.items()):
+            lacking.add(absent(project, rel, d))
+        if not lacking:
+            return
+    from repro.errors import CorruptObjectError, MissingObjectError
+
+    path, h = lacking.objects[0]
+    if project.cache.has(h):  # there, but its bytes do not match its name
+        raise CorruptObjectError(
+            f"{path}: its content ({h}) is corrupted in the local cache and no good copy was "
+            "found; 'repro fsck --repair' heals it from the workspace or a remote."
+        )
+    where = f"remote '{remote}' lacks it too" if remote else "no remote was asked"
+    raise MissingObjectError(
+        f"{path}: its content ({h}) is not in the local cache ({where}; "
+        f"{len(lacking.objects)} object(s) missing); 'repro pull' from a remote that has it."
+    )
+
+
+@dataclass
+class DataChange:
+    """Tracked data that `repro run` took as a new version (`updated`, `added`) or put back
+    from the cache because it was absent from the workspace (`restored`)."""
+
+    path: str
+    action: str
+    hash: PathHash
+    old: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "action": self.action, **self.hash.to_dict(), "old": self.old}
+
+
+def refresh_data(
+    project: Project,
+    lock: Lock,
+    paths: list[str],
+    dry_run: bool = False,
+    remote: str | None = None,
+) -> list[DataChange]:
+    """Bring tracked `paths` and `lock.data` into agreement before a run: content edited since
+    it was recorded is stored and becomes the recorded version (the lock is updated in memory;
+    the caller writes it); content absent from the workspace is put back from the cache,
+    fetched from `remote` first when the cache lacks it. A dry run only says what it would do."""
+    changes = []
+    for rel in paths:
+        locked = lock.data.get(rel)
+        p = project.abs(rel)
+        if os.path.lexists(p):
+            r = project.hasher.hash_path(p, files=not dry_run)
+            if locked and locked.get("hash") == r.hash:
+                continue
+            if not dry_run:
+                check_in(project, r)
+                lock.data[rel] = PathHash.of(r).to_dict()
+            old = locked.get("hash") if locked else None
+            changes.append(DataChange(rel, "updated" if locked else "added", PathHash.of(r), old))
+        elif locked:
+            want = PathHash.from_dict(locked)
+            if not dry_run:
+                ensure_local(project, {rel: locked}, remote)
+                check_out(project, rel, want)
+            changes.append(DataChange(rel, "restored", want, want.hash))
+        elif not dry_run:
+            raise PathError(
+                f"repro.yaml: data '{rel}' does not exist and repro.lock has no record of it; "
+                "put it back, or remove it from 'data:'."
+            )
+    return changes
 
 
 def add_and_record(
@@ -61,6 +185,11 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
             raise PathError(f"{p}: {problem}; repro cannot track it as data.")
         if not os.path.lexists(project.abs(rel)):
             raise PathError(f"{p}: no such file or folder.")
+        if project.hasher.ignore.path_ignored(project.abs(rel)):
+            raise PathError(
+                f"{p}: is ignored by a .reproignore rule or repro's default ignore rules; "
+                "repro cannot track it (add a '!' rule to .reproignore to include it)."
+            )
     tracked = git_tracked(project.root, rels)
     if tracked:
         raise PathError(
@@ -112,7 +241,14 @@ def checkout_lock(project: Project, force: bool = False, wait: float = 0.0) -> C
 
 
 def _checkout_lock(project: Project, force: bool) -> CheckoutReport:
+    from repro.remote import default_remote_name
+
     lock = load_lock(project.lock_path)
+    targets = dict(lock.data)
+    for entry in lock.stages.values():
+        targets.update({p: d for p, d in (entry.get("outs") or {}).items() if d.get("cache", True)})
+    # Before the workspace is touched: fetched from the default remote, or one sentence.
+    ensure_local(project, targets, default_remote_name(project))
     report = CheckoutReport()
     for rel, d in sorted(lock.data.items()):
         check_out(project, rel, PathHash.from_dict(d), force=force, report=report)

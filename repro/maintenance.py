@@ -267,6 +267,8 @@ class FsckReport:
     moved_aside: list[str] = field(default_factory=list)  # keys moved to corrupt/ (local)
     notes: list[str] = field(default_factory=list)
     remote: FsckReport | None = None
+    needed_by: dict[str, tuple[str, str]] = field(default_factory=dict)  # hash -> (state, path)
+    scope: str = "repro.lock"  # or "all snapshots"
 
     @property
     def unresolved(self) -> list[str]:
@@ -289,15 +291,26 @@ class FsckReport:
             "moved_aside": self.moved_aside,
             "notes": self.notes,
             "ok": self.ok,
+            "scope": self.scope,
+            "missing_detail": [
+                {"hash": h, "needed_by": self.needed_by[h][0], "path": self.needed_by[h][1]}
+                for h in self.missing
+                if h in self.needed_by
+            ],
         }
         if self.remote is not None:
             d["remote"] = self.remote.to_dict()
         return d
 
 
-def fsck(project: Project, remote: str | None = None, repair: bool = False) -> FsckReport:
+def fsck(
+    project: Project, remote: str | None = None, repair: bool = False, all_states: bool = False
+) -> FsckReport:
     """Re-hash every object and check every snapshot and run-cache entry; list corrupt ones
-    and objects that kept states need but lack.
+    and the objects that are needed but lacking: by default those the current `repro.lock`
+    needs (its outputs and tracked data: a clone that pulled is healthy), with `all_states`
+    those of every kept snapshot, saved content and run logs too. Each missing object is
+    named with the state ("repro.lock" or "snapshot <sig>") and path that need it.
 
     Without `repair`, checks the local cache, or the remote `remote`. With `repair`, checks
     the local cache and heals it: good bytes come from the workspace, then from `remote` (or
@@ -311,36 +324,110 @@ def fsck(project: Project, remote: str | None = None, repair: bool = False) -> F
         if remote:
             name, store = open_remote(project, remote)
             with remote_errors(name, store.backend.url):
-                return _fsck(project, store, f"remote '{name}'", local=False)
-        return _fsck(project, project.cache, "local cache", local=True)
+                return _fsck(project, store, f"remote '{name}'", False, all_states)
+        return _fsck(project, project.cache, "local cache", True, all_states)
     from repro.pipeline.runlock import run_lock
 
     with run_lock(project.dot):  # we write into the local cache
-        report = _fsck(project, project.cache, "local cache", local=True)
+        report = _fsck(project, project.cache, "local cache", True, all_states)
         _repair_local(project, report, remote or default_remote_name(project))
         if remote:
             name, store = open_remote(project, remote)
             with remote_errors(name, store.backend.url):
-                report.remote = _fsck(project, store, f"remote '{name}'", local=False)
+                report.remote = _fsck(project, store, f"remote '{name}'", False, all_states)
                 _repair_remote(project, store, report.remote)
     return report
 
 
-def _fsck(project: Project, store: ObjectStore, label: str, local: bool) -> FsckReport:
-    report = FsckReport(label)
+def _fsck(
+    project: Project, store: ObjectStore, label: str, local: bool, all_states: bool = False
+) -> FsckReport:
+    report = FsckReport(label, scope="all snapshots" if all_states else "repro.lock")
     present = store.all_hashes()
     for h in sorted(present):
         report.checked += 1
         if not store.verify(h):
             report.corrupt.append(object_key(h))
     bad: list[str] = []
-    needed = reachable(project, store, list_snapshots(store.backend), local, bad)
+    snaps = good_snapshots(store, list_snapshots(store.backend), bad)  # every present one
     report.corrupt += [snapshot_key(s) for s in bad]
     for key in sorted(store.backend.list("runs")):
         if _run_outs(store, key) is None:
             report.corrupt.append(key)
-    report.missing = sorted(needed - present)
+    needs = _lock_needs(project, store)
+    if all_states:
+        for snap in snaps:
+            _state_needs(store, f"snapshot {snap.id[:12]}", snap, needs)
+        _other_needs(project, store, local, needs)
+    report.missing = sorted(set(needs) - present)
+    report.needed_by = {h: needs[h] for h in report.missing}
     return report
+
+
+def _lock_needs(project: Project, store: ObjectStore) -> dict[str, tuple[str, str]]:
+    """Objects the current repro.lock needs to be put back: its cached outputs and data."""
+    from repro.errors import ReproError
+    from repro.lockfile import load_lock
+
+    try:
+        lock = load_lock(project.lock_path)
+    except ReproError:
+        return {}
+    needs: dict[str, tuple[str, str]] = {}
+    _add_needs(store, "repro.lock", _recorded(lock.stages, lock.data, {}, deps=False), needs)
+    return needs
+
+
+def _other_needs(
+    project: Project, store: ObjectStore, local: bool, needs: dict[str, tuple[str, str]]
+) -> None:
+    """Content saved before an overwrite (local cache) and the logs run records point to."""
+    if local:
+        saved = kept_saved(project.dot, keep_saved_days(project))
+        _add_needs(
+            store,
+            "saved content",
+            {s.path: {"hash": s.hash, "isdir": s.isdir} for s in saved},
+            needs,
+        )
+    for rec in list_records(store.backend):
+        for st in rec.stages:
+            for what, h in (("stdout", st.stdout), ("stderr", st.stderr)):
+                if h:
+                    needs.setdefault(h, (f"run {rec.run_id}", f"stage {st.name} {what}"))
+
+
+def _state_needs(
+    store: ObjectStore, label: str, snap: Snapshot, needs: dict[str, tuple[str, str]]
+) -> None:
+    _add_needs(store, label, _recorded(snap.stages, snap.data, snap.files, deps=True), needs)
+
+
+def _recorded(stages: dict, data: dict, files: dict, deps: bool) -> dict[str, dict]:
+    """Path -> entry of what a state stores in the cache (outputs with `cache: false` live in
+    the workspace or git, never in the cache)."""
+    out = {**files, **data}
+    for entry in stages.values():
+        if deps:
+            out.update(entry.get("deps") or {})
+        out.update({p: d for p, d in (entry.get("outs") or {}).items() if d.get("cache", True)})
+    return out
+
+
+def _add_needs(
+    store: ObjectStore, label: str, paths: dict[str, dict], needs: dict[str, tuple[str, str]]
+) -> None:
+    from repro.errors import ReproError
+
+    for rel, d in sorted(paths.items()):
+        h = d.get("hash")
+        if not h:
+            continue
+        needs.setdefault(h, (label, rel))
+        if d.get("isdir"):
+            with contextlib.suppress(ReproError):
+                for e in store.get_tree(h).entries:
+                    needs.setdefault(e.hash, (label, f"{rel}/{e.path}"))
 
 
 def meta_ok(key: str, data: bytes) -> bool:

@@ -119,7 +119,10 @@ class Project:
     @cached_property
     def hasher(self) -> Hasher:
         follow = bool((self.config.get("core") or {}).get("follow_symlinks", False))
-        return Hasher(self.state, inside=None if follow else self.boundary.root_real)
+        from repro.hashing.ignore import IgnoreRules
+
+        inside = None if follow else self.boundary.root_real
+        return Hasher(self.state, inside=inside, ignore=IgnoreRules(self.root))
 
     @cached_property
     def cache(self) -> ObjectStore:

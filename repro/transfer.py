@@ -54,6 +54,36 @@ class TransferReport:
         }
 
 
+def target_paths(project: Project, targets: list[str]) -> dict[str, dict]:
+    """The recorded paths (path -> lock entry) that `targets` need, for `repro pull TARGET`:
+    a stage's cached outputs and the recorded paths it reads (tracked data, upstream
+    outputs); a path's own entry, the recorded folder holding it, or the recorded paths inside
+    it. A target that names nothing recorded is one sentence."""
+    from repro.errors import NotFoundError
+    from repro.pipeline.status import overlaps, recorded_paths
+
+    lock = load_lock(project.lock_path)
+    recorded = recorded_paths(lock)
+    out: dict[str, dict] = {}
+    for t in targets:
+        entry = lock.stages.get(t)
+        if entry is not None:
+            outs = entry.get("outs") or {}
+            out.update({p: d for p, d in outs.items() if d.get("cache", True)})
+            for dep in entry.get("deps") or {}:
+                out.update({p: d for p, d in recorded.items() if overlaps(p, dep)})
+            continue
+        rel = project.rel(t, "pull target") if os.path.isabs(t) else t.strip("/")
+        hits = {p: d for p, d in recorded.items() if overlaps(p, rel)}
+        if not hits:
+            raise NotFoundError(
+                f"{t}: no stage or recorded path of that name in repro.lock "
+                "(give a stage name, a tracked data path or an output)."
+            )
+        out.update(hits)
+    return out
+
+
 def lock_roots(project: Project, targets: list[str] | None = None) -> list[tuple[str, bool]]:
     """(hash, is_dir) of what `repro.lock` references: outputs and data, or those of `targets`
     (stage names or paths)."""
@@ -323,6 +353,7 @@ def _pull(
     progress: Progress | None,
     checkout: bool,
 ) -> TransferReport:
+    chosen = target_paths(project, targets) if targets else None  # a bad target changes nothing
     name, rstore = open_remote(project, remote)
     report = TransferReport(name)
     local = project.cache
@@ -344,14 +375,35 @@ def _pull(
                     continue
                 local.backend.write_bytes(key, data)
                 report.meta += 1
-        roots = lock_roots(project, targets)
+        if chosen is not None:
+            roots = [(d["hash"], bool(d.get("isdir"))) for d in chosen.values()]
+        else:
+            roots = lock_roots(project)
         # Trees first (they name the files), then everything they reach.
         fetch_objects(project, name, {h for h, _ in roots}, jobs, progress, report)
-    if checkout:
+    if not checkout:
+        return report
+    if chosen is None:
         from repro.data import checkout_lock
 
         checkout_lock(project)
+        return report
+    _checkout_paths(project, chosen, name)
     return report
+
+
+def _checkout_paths(project: Project, chosen: dict[str, dict], remote: str) -> None:
+    """Put the pulled targets (and only them) in the workspace; one sentence naming the
+    path when the remote lacked some of their content."""
+    from repro.data import ensure_local
+    from repro.gitignore import ensure_ignored
+    from repro.workspace import CheckoutReport, PathHash, check_out
+
+    ensure_local(project, chosen, remote)
+    report = CheckoutReport()
+    for rel, d in sorted(chosen.items()):
+        check_out(project, rel, PathHash.from_dict(d), report=report)
+    ensure_ignored(project.root, sorted(chosen))
 
 
 def fetch_run(project: Project, signature: str, remote: str | None = None):

@@ -97,7 +97,7 @@ def check_in(
         project.hasher.invalidate(result.path)
         project.state.put_folder(
             os.path.abspath(result.path),
-            folder_fingerprint(items),
+            folder_fingerprint(items, result.rules),
             result.hash,
             result.size,
             result.checked,

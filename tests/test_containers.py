@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write
+from tests.conftest import Result, write
 
 TAG = "repro-test/busybox:v1"
 
@@ -79,29 +81,61 @@ def test_lock_resolves_tag_to_the_engines_digest(project, cli, engine, dclient, 
     assert lock["images"][TAG] == image
 
 
+# A user who is not root: the tests run as root, where "the container ran as the user" and
+# "the container ran as root" would look the same.
+USER_UID, USER_GID = 4242, 4243
+
+
+def run_as_user(args: list[str], cwd: str, env: dict) -> Result:
+    """`repro ARGS` with real uid/gid USER_UID/USER_GID (what repro gives the container) and
+    effective uid root (so the test's interpreter under /root can still be read)."""
+
+    def become() -> None:
+        os.setresgid(USER_GID, 0, 0)
+        os.setresuid(USER_UID, 0, 0)
+
+    p = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *args],
+        cwd=cwd,
+        env={**os.environ, "CI": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=become,
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
 def test_stage_runs_inside_the_image_as_the_user(project, cli, engine, image) -> None:
-    env = {"DOCKER_HOST": engine.host, "MODE": "fast"}
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run repro as another uid")
+    env = {"DOCKER_HOST": engine.host, "MODE": "fast", "HOME": "/tmp/host-home-marker"}
     write(project.root, "in.txt", "payload")
     write(
         project.root,
         "repro.yaml",
         spec(
             'ls / > out.txt; echo "seed=$REPRO_SEED mode=$MODE home=$HOME" >> out.txt; '
-            "cat in.txt >> out.txt; echo said-in-box",
+            'cat in.txt >> out.txt; echo " uid=$(id -u)" >> out.txt; echo said-in-box',
             extra="    env: [MODE]\n",
         ),
     )
-    r = cli("run", "--json", env=env, ok=True).json()
-    assert r["stages"][0]["status"] == "ran"
+    os.chmod(project.root, 0o777)  # the user in the container writes out.txt here
+    r = run_as_user(["run", "--json"], project.root, env)
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["stages"][0]["status"] == "ran"
     out = Path(project.root, "out.txt")
     text = out.read_text()
     assert "usr" not in text.split()  # the image has no /usr: it ran inside
     assert "mode=fast" in text and "seed=" in text and "payload" in text
-    assert "home=/root" not in text or os.getuid() == 0  # the host env was not passed wholesale
-    assert out.stat().st_uid == os.getuid()
-    logs = cli("show", r["run_id"], "--logs", "box", ok=True)
+    assert "host-home-marker" not in text  # the host env was not passed wholesale
+    assert f"uid={USER_UID}" in text.split()  # `id -u` inside the container
+    # Outputs belong to the user, not to root (Docker's default user).
+    assert (out.stat().st_uid, out.stat().st_gid) == (USER_UID, USER_GID)
+    logs = cli("show", doc["run_id"], "--logs", "box", ok=True)
     assert "said-in-box" in logs.out
-    show = cli("show", r["snapshot"], "--json", ok=True).json()
+    show = cli("show", doc["snapshot"], "--json", ok=True).json()
     assert show["stages"]["box"]["image"] == image
 
 
@@ -204,7 +238,7 @@ def test_env_and_package_version_diff(project, cli, tmp_path) -> None:
     a = cli("run", "--json", env=env, ok=True).json()["snapshot"]
     fake_dist(site, "fakepkg", "2.4.6")
     st = cli("status", "--json", env=env, ok=True).json()["stages"][0]
-    assert st["reasons"] == [{"kind": "env", "target": "fakepkg"}]
+    assert st["reasons"] == [{"kind": "env", "target": "fakepkg", "old": "2.3.1", "new": "2.4.6"}]
     b = cli("run", "--json", env=env, ok=True).json()["snapshot"]
     d = cli("diff", a, b, "--json", env=env, ok=True).json()
     ch = d["stages"][0]["changes"]

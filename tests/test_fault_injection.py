@@ -200,7 +200,7 @@ def missing_now(root: str) -> tuple[list[str], list[str]]:
     from repro.maintenance import fsck
     from repro.project import Project
 
-    report = fsck(Project(root))
+    report = fsck(Project(root), all_states=True)  # every kept snapshot, not only the lock
     return report.corrupt, report.missing
 
 

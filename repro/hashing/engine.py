@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from repro.errors import PathError
 from repro.hashing.filehash import CHUNK, hash_file
+from repro.hashing.ignore import IgnoreRules
 from repro.hashing.state import StateDB, StatKey, now_ns
 from repro.hashing.tree import Tree, TreeEntry
 from repro.hashing.walk import WalkEntry, link_leaves, outside_link_error, walk_files
@@ -27,12 +28,16 @@ def _no_entry(_e: WalkEntry, _k: StatKey) -> None:
     return None
 
 
-def folder_fingerprint(items: Iterable[tuple[str, int, int, int, int, int]]) -> str:
-    """One hash over every file's (relative path, inode, size, mtime, ctime, mode): equal
-    fingerprints mean no file was added, removed, renamed, rewritten or chmodded."""
+def folder_fingerprint(
+    items: Iterable[tuple[str, int, int, int, int, int]], rules: str = ""
+) -> str:
+    """One hash over every file's (relative path, inode, size, mtime, ctime, mode) and the
+    identity of the ignore rules that chose those files: equal fingerprints mean no file was
+    added, removed, renamed, rewritten or chmodded, and no rule changed."""
     import xxhash
 
     parts = [f"{r}\0{i}\0{s}\0{m}\0{c}\0{o}" for r, i, s, m, c, o in items]
+    parts.append(f"rules\0{rules}")
     return xxhash.xxh3_128_hexdigest("\n".join(parts).encode())
 
 
@@ -65,6 +70,7 @@ class HashResult:
     files: list[FileInfo] = field(default_factory=list)
     count: int | None = None  # files in a folder, when `files` was not built
     checked: int = 0  # when a folder's hashing started (for its stat-cache fingerprint)
+    rules: str = ""  # identity of the ignore rules that chose a folder's files
 
     @property
     def nfiles(self) -> int:
@@ -81,9 +87,15 @@ class Hasher:
     """Hash files and folders, trusting the stat cache for unchanged files."""
 
     def __init__(
-        self, state: StateDB | None = None, workers: int = 2, inside: str | None = None
+        self,
+        state: StateDB | None = None,
+        workers: int = 2,
+        inside: str | None = None,
+        ignore: IgnoreRules | None = None,
     ) -> None:
         self.state = state if state is not None else StateDB(None)
+        # Which files a folder holds: `.reproignore` rules and the defaults (see ignore.py).
+        self.ignore = ignore if ignore is not None else IgnoreRules(None)
         self.workers = workers
         # With `inside` (the project's real path), symlinks leading out of it are refused.
         self.inside = inside
@@ -179,7 +191,15 @@ class Hasher:
         memo = self._memo.get(abspath)
         if memo is not None and (not files or memo.files or not memo.is_dir):
             return HashResult(
-                path, memo.hash, memo.size, memo.is_dir, memo.tree, memo.files, memo.count
+                path,
+                memo.hash,
+                memo.size,
+                memo.is_dir,
+                memo.tree,
+                memo.files,
+                memo.count,
+                memo.checked,
+                memo.rules,
             )
         result = self._hash_path(path, abspath, progress, files)
         self._memo[abspath] = result
@@ -200,13 +220,17 @@ class Hasher:
                 raise outside_link_error(abspath, real, self.inside)
         if statmod.S_ISDIR(st.st_mode):
             started = now_ns()
-            entries = walk_files(abspath, inside=self.inside)
-            fingerprint = folder_fingerprint(_stat_items(entries))
+            matcher, base = self.ignore.matcher_above(abspath)
+            entries = walk_files(abspath, inside=self.inside, rules=(matcher, base))
+            rules = matcher.identity()
+            fingerprint = folder_fingerprint(_stat_items(entries), rules)
             if not files:
                 hit = self.state.get_folder(abspath, fingerprint, entries)
                 if hit is not None:
                     h, size = hit
-                    return HashResult(path, h, size, True, None, [], count=len(entries))
+                    return HashResult(
+                        path, h, size, True, None, [], count=len(entries), rules=rules
+                    )
             rows = self.state.get_under(abspath)
             lookup = self.state.lookup
             infos = self._hash_entries(
@@ -215,7 +239,7 @@ class Hasher:
             tree = Tree(tuple(TreeEntry(f.rel, f.hash, f.key.size, f.executable) for f in infos))
             h, size = tree.hash, tree.size
             self.state.put_folder(abspath, fingerprint, h, size, started)
-            return HashResult(path, h, size, True, tree, infos, checked=started)
+            return HashResult(path, h, size, True, tree, infos, checked=started, rules=rules)
         if not statmod.S_ISREG(st.st_mode):
             raise PathError(f"{path}: not a regular file or folder.")
         entry = WalkEntry(os.path.basename(abspath), abspath, st)

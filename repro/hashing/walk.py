@@ -12,6 +12,7 @@ import stat as statmod
 from dataclasses import dataclass
 
 from repro.errors import PathError
+from repro.hashing.ignore import IGNORE_FILE, Matcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,52 +52,73 @@ def outside_link_error(path: str, real: str, inside: str) -> PathError:
     )
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a link, from d_type when it is not one
+    except OSError:
+        return False
+
+
 def walk_files(
-    root: str, skip: frozenset[str] = frozenset(), inside: str | None = None
+    root: str,
+    skip: frozenset[str] = frozenset(),
+    inside: str | None = None,
+    rules: tuple[Matcher, str] | None = None,
 ) -> list[WalkEntry]:
     """Every regular file below `root`, sorted by relative path. `skip` holds names to ignore
     at any depth (for example `.repro`, `.git` when hashing a whole project). With `inside` (a
-    real path), a symlink leading out of that folder is an error instead of being followed."""
+    real path), a symlink leading out of that folder is an error instead of being followed.
+    With `rules` (the matcher in force above `root` and `root`'s path relative to the rules'
+    base), ignored files and folders are left out, and `.reproignore` files met on the way
+    are read (see `ignore.py`)."""
     out: list[WalkEntry] = []
     seen: set[tuple[int, int]] = set()
     st_root = os.stat(root)
     seen.add((st_root.st_dev, st_root.st_ino))
-    stack: list[tuple[str, str]] = [(root, "")]
+    base = rules[1] if rules is not None else ""
+    stack: list[tuple[str, str, Matcher | None]] = [
+        (root, "", rules[0] if rules is not None else None)
+    ]
     while stack:
-        folder, prefix = stack.pop()
+        folder, prefix, matcher = stack.pop()
         try:
-            it = os.scandir(folder)
+            with os.scandir(folder) as it:
+                listed = list(it)
         except OSError as exc:
             raise PathError(f"{folder}: cannot list folder ({exc.strerror}).") from None
-        with it:
-            for entry in it:
-                if entry.name in skip:
-                    continue
-                rel = prefix + entry.name
-                try:
-                    if entry.is_symlink():
-                        try:
-                            st = os.stat(entry.path)
-                        except FileNotFoundError:
-                            raise PathError(f"{entry.path}: dangling symlink.") from None
-                        real = link_leaves(entry.path, inside)
-                        if real is not None:
-                            raise outside_link_error(entry.path, real, inside or "")
-                    else:
-                        st = entry.stat()
-                except OSError as exc:
-                    if isinstance(exc, PathError):
-                        raise
-                    raise PathError(f"{entry.path}: cannot stat ({exc.strerror}).") from None
-                if statmod.S_ISDIR(st.st_mode):
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        raise PathError(f"{entry.path}: symlink cycle.")
-                    seen.add(key)
-                    stack.append((entry.path, rel + "/"))
-                elif statmod.S_ISREG(st.st_mode):
-                    out.append(WalkEntry(rel, entry.path, st))
+        if matcher is not None and any(e.name == IGNORE_FILE for e in listed):
+            matcher = matcher.enter(folder, base + prefix)
+        for entry in listed:
+            if entry.name in skip:
+                continue
+            rel = prefix + entry.name
+            # Before the stat: an ignored dangling link (an editor's `.#name` lock) is no error.
+            if matcher is not None and matcher.ignored(base + rel, entry.name, _is_dir(entry)):
+                continue
+            try:
+                if entry.is_symlink():
+                    try:
+                        st = os.stat(entry.path)
+                    except FileNotFoundError:
+                        raise PathError(f"{entry.path}: dangling symlink.") from None
+                    real = link_leaves(entry.path, inside)
+                    if real is not None:
+                        raise outside_link_error(entry.path, real, inside or "")
                 else:
-                    raise PathError(f"{entry.path}: not a regular file or folder.")
+                    st = entry.stat()
+            except OSError as exc:
+                if isinstance(exc, PathError):
+                    raise
+                raise PathError(f"{entry.path}: cannot stat ({exc.strerror}).") from None
+            if statmod.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    raise PathError(f"{entry.path}: symlink cycle.")
+                seen.add(key)
+                stack.append((entry.path, rel + "/", matcher))
+            elif statmod.S_ISREG(st.st_mode):
+                out.append(WalkEntry(rel, entry.path, st))
+            else:
+                raise PathError(f"{entry.path}: not a regular file or folder.")
     out.sort(key=lambda e: e.rel)
     return out

@@ -31,10 +31,9 @@ def render(project: Project, fmt: str = "text") -> str:
         return "\n".join([*lines, "}"])
     if not graph.order:
         return "(no stages)"
-    out = []
-    for depth, layer in enumerate(nx.topological_generations(g)):
-        for n in sorted(layer, key=graph.order.index):
-            ups = sorted(g.predecessors(n), key=graph.order.index)
-            arrow = f"  <- {', '.join(ups)}" if ups else ""
-            out.append(f"{'  ' * depth}{'└─ ' if depth else ''}{n}{arrow}")
+    # networkx draws each stage under its first parent and names the others beside it
+    # (`train ╾ prep_b`), so several roots and shared children are drawn right.
+    sources = [n for n in graph.order if g.in_degree(n) == 0]
+    out: list[str] = []
+    nx.write_network_text(g, path=out.append, sources=sources, end="")
     return "\n".join(out)

@@ -28,10 +28,14 @@ from repro.pipeline.signature import StageInputs, compute_inputs
 from repro.pipeline.spec import Spec, Stage, load_spec
 from repro.pipeline.status import (
     Reason,
+    as_upstream,
     image_digest,
     input_reasons,
     lock_entry,
     output_reasons,
+    plan_inputs,
+    recorded_paths,
+    relative_message,
     select,
 )
 from repro.project import Project
@@ -80,6 +84,7 @@ class RunResult:
     ended: float
     dry_run: bool = False
     snapshot: str | None = None
+    data: list[Any] = field(default_factory=list)  # repro.data.DataChange: tracked data taken
 
     @property
     def ok(self) -> bool:
@@ -92,6 +97,7 @@ class RunResult:
             "snapshot": self.snapshot,
             "run_id": self.run_id,
             "stages": [s.to_dict() for s in self.stages],
+            "data": [c.to_dict() for c in self.data],
         }
         if self.dry_run:
             d["dry_run"] = True
@@ -158,6 +164,7 @@ class Runner:
         self.graph: Graph = build_graph(self.spec, project.root, check_missing=not verify)
         self.lock: Lock = load_lock(project.lock_path)
         self.outcomes: dict[str, StageOutcome] = {}
+        self.data_changes: list[Any] = []
         self._executor = executor
         self._log_dir = os.path.join(project.tmp_dir, "logs", self.run_id)
         self._lock = threading.Lock()
@@ -191,13 +198,15 @@ class Runner:
                 reasons=[Reason("upstream", u) for u in ups if self.outcomes[u].status in ("ran",)],
             )
         entry = self.lock.stages.get(name)
-        if stage.frozen and not self.force:
-            return StageOutcome(name, "up-to-date", entry.get("signature") if entry else None)
+        if stage.frozen and not self.force and entry:  # never ran: run it once (status: new)
+            return StageOutcome(name, "up-to-date", entry.get("signature"))
         try:
-            inputs = compute_inputs(self.project, stage, image_digest(self.lock, stage))
+            inputs = self._inputs(stage)
         except (PathError, SpecError) as exc:
+            return StageOutcome(name, "failed", message=relative_message(self.project, exc.message))
+        except ReproError as exc:  # content a dependency needs is in no cache that was asked
             return StageOutcome(name, "failed", message=exc.message)
-        reasons = input_reasons(stage, inputs, entry)
+        reasons = as_upstream(self.spec, self.graph, name, input_reasons(stage, inputs, entry))
         if stage.always_changed:
             reasons.append(Reason("cmd", "always_changed"))
         if not reasons and entry:
@@ -226,6 +235,35 @@ class Runner:
         self._execute(stage, inputs, out)
         out.seconds = time.perf_counter() - t0
         return out
+
+    def _inputs(self, stage: Stage) -> StageInputs:
+        """The stage's current inputs. A dependency absent from the workspace that repro.lock
+        records (tracked data, an output of a stage not run now) is put back first, fetched
+        from the default remote when the cache lacks it; a dry run fetches nothing and signs
+        what the lock recorded for it."""
+        image = image_digest(self.lock, stage)
+        if self.dry_run:
+            inputs, _missing = plan_inputs(self.project, stage, self.lock, image)
+            if inputs is not None:
+                return inputs
+        else:
+            self._put_back_deps(stage)
+        return compute_inputs(self.project, stage, image)
+
+    def _put_back_deps(self, stage: Stage) -> None:
+        from repro.data import ensure_local
+
+        recorded = recorded_paths(self.lock)
+        todo = {
+            rel: recorded[rel]
+            for rel in stage.deps
+            if rel in recorded and not os.path.lexists(self.project.abs(rel))
+        }
+        if not todo:
+            return
+        ensure_local(self.project, todo, self.remote)
+        for rel, d in sorted(todo.items()):
+            check_out(self.project, rel, PathHash.from_dict(d))
 
     def _remote_hit(self, stage: Stage, signature: str) -> runcache.RunCacheEntry | None:
         """The default remote's run-cache entry for `signature`, or None. A remote that cannot
@@ -435,6 +473,7 @@ class Runner:
             names = [n for n in names if not targets or n in targets]
         if not self.dry_run:
             self._lock_images(names)
+        self.data_changes = self._refresh_data(names, targets)
         if self.jobs == 1:
             try:  # in order, in this thread: Ctrl-C reaches the executor directly
                 for n in names:
@@ -447,6 +486,7 @@ class Runner:
         result = RunResult(
             self.run_id, [self.outcomes[n] for n in names], started, time.time(), self.dry_run
         )
+        result.data = self.data_changes
         if not self.dry_run and not self.verify:
             self._write_lock(result, full=not targets)
         return result
@@ -484,6 +524,17 @@ class Runner:
             raise
         pool.shutdown(wait=True)
 
+    def _refresh_data(self, names: list[str], targets: list[str] | None) -> list[Any]:
+        """Tracked data first (all of it, or what the chosen stages read): an edited path
+        becomes the recorded version, an absent one is put back (fetched when needed)."""
+        if self.verify:
+            return []
+        from repro.data import refresh_data
+        from repro.pipeline.status import data_paths
+
+        paths = data_paths(self.spec, names, targets)
+        return refresh_data(self.project, self.lock, paths, self.dry_run, self.remote)
+
     def _lock_images(self, names: list[str]) -> None:
         """Resolve image tags not yet in repro.lock (once); locked ones are never re-resolved."""
         from repro.execution.images import is_pinned, resolve
@@ -495,6 +546,9 @@ class Runner:
 
     def _write_lock(self, result: RunResult, full: bool) -> None:
         lock = load_lock(self.project.lock_path)  # re-read: only our stages change
+        for c in result.data:
+            if c.action in ("updated", "added"):
+                lock.data[c.path] = c.hash.to_dict()
         for o in result.stages:
             if o.status in ("ran", "restored", "up-to-date") and o.inputs is not None:
                 lock.stages[o.name] = lock_entry(o.inputs, self.spec.stages[o.name], o.outs)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.canonical import hash_record
-from repro.pipeline.envfp import fingerprint
 from repro.pipeline.params import stage_params
 from repro.pipeline.spec import Stage
 from repro.project import Project
@@ -97,16 +96,7 @@ def compute_inputs(project: Project, stage: Stage, image_digest: str | None = No
         deps[rel] = PathHash.of(hasher.hash_path(project.abs(rel)))
     environment = None
     if stage.environment is not None:
-        lock_hashes = {
-            rel: hasher.hash_path(project.abs(rel)).hash for rel in stage.environment.lockfiles
-        }
-        if stage.image and image_digest:
-            from repro.pipeline.envfp import fingerprint_from, image_environment
-
-            probed = image_environment(project.tmp_dir, image_digest)
-            environment = fingerprint_from(probed, stage.environment, lock_hashes)
-        else:
-            environment = fingerprint(stage.environment, lock_hashes)
+        environment = stage_fingerprint(project, stage, image_digest)
     inputs = StageInputs(
         deps=deps,
         params=stage_params(project, stage),
@@ -120,3 +110,40 @@ def compute_inputs(project: Project, stage: Stage, image_digest: str | None = No
     )
     inputs.signature = hash_record(inputs.record())
     return inputs
+
+
+def stage_fingerprint(
+    project: Project, stage: Stage, image_digest: str | None = None
+) -> dict[str, Any]:
+    """The declared environment of the interpreter the stage will run: probed inside its
+    image, or the Python its command starts on the PATH the executor gives it (or the one
+    `environment.python` names); lock files by what they resolve to on that platform."""
+    from repro.pipeline import envfp
+    from repro.seeds import stage_env
+
+    spec = stage.environment
+    assert spec is not None
+    cache_dir = os.path.join(project.tmp_dir, "envfp")
+    probed: dict[str, Any] = {}
+    if stage.image and image_digest:
+        probed = envfp.image_environment(project.tmp_dir, image_digest)
+    elif envfp.needs_probe(spec):
+        env = {**os.environ, **stage_env(stage.seed), "REPRO_STAGE": stage.name}  # as the runner
+        cwd = project.abs(stage.wdir) if stage.wdir != "." else project.root
+        probed = envfp.stage_environment(
+            spec,
+            stage.cmd,
+            root=project.root,
+            cwd=cwd if os.path.isdir(cwd) else project.root,
+            env=env,
+            cache_dir=cache_dir,
+            stage=stage.name,
+        )
+    locks = {}
+    for rel in spec.lockfiles:
+        path = project.abs(rel)
+        content = project.hasher.hash_path(path).hash
+        locks[rel] = envfp.lockfile_fingerprint(
+            path, rel, content, probed.get("platform"), cache_dir
+        )
+    return envfp.fingerprint_from(probed, spec, locks)

@@ -80,6 +80,9 @@ class EnvironmentSpec:
     packages: tuple[str, ...] = ()
     all_packages: bool = False
     lockfiles: tuple[str, ...] = ()
+    # `python: PATH`: the interpreter to fingerprint (project-relative POSIX, or absolute);
+    # None: the command's own interpreter, found on the stage's PATH.
+    interpreter: str | None = None
 
 
 @dataclass
@@ -728,16 +731,34 @@ def _parse_environment(
             problems.add(body, err, name, "environment", ln)
         elif rel:
             lockfiles.append(rel)
-    for k in ("python", "platform"):
-        if not isinstance(raw.get(k, False), bool):
-            problems.add(body, f"'{k}' must be true or false", name, "environment", ln)
+    if not isinstance(raw.get("platform", False), bool):
+        problems.add(body, "'platform' must be true or false", name, "environment", ln)
+    interpreter, err = _interpreter_path(raw.get("python", False), root, wrel)
+    if err:
+        problems.add(body, f"'python' {err}", name, "environment", ln)
     return EnvironmentSpec(
         python=bool(raw.get("python", False)),
+        interpreter=interpreter,
         platform=bool(raw.get("platform", False)),
         packages=tuple(sorted(set(packages))),
         all_packages=all_packages,
         lockfiles=tuple(lockfiles),
     )
+
+
+def _interpreter_path(value: Any, root: str, wrel: str) -> tuple[str | None, str | None]:
+    """`environment.python` given as a path (project-relative from the stage's wdir, or
+    absolute: an interpreter may live outside the project), or an error text."""
+    if isinstance(value, bool):
+        return None, None
+    if not isinstance(value, str):
+        return None, "must be true, false or the path of a Python interpreter"
+    if value.strip().startswith("/") and not _CONTROL_RE.search(value):
+        return posixpath.normpath(value.strip()), None
+    rel, err = _norm(root, wrel, value)
+    if err:
+        return None, f"{err} (an interpreter elsewhere takes an absolute path)"
+    return rel, None
 
 
 def load_spec(project: Project) -> Spec:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 from repro.errors import SpecError
 from repro.pipeline.specio import load_rt, save_rt
 from repro.project import Project
+
+if TYPE_CHECKING:
+    from repro.pipeline.spec import Stage
 
 
 def stage_add(
@@ -57,7 +61,7 @@ def stage_add(
 
     for key, items in (
         ("deps", deps),
-        ("params", params),
+        ("params", split_params(params)),
         ("outs", outs),
         ("metrics", metrics),
         ("env", env or []),
@@ -87,7 +91,35 @@ def stage_add(
         spec.path = "repro.yaml"
         build_graph(spec, project.root)
         check_workspace(spec, project.root)
+        _check_params(project, spec.stages[name])
         os.replace(tmp, project.spec_path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def split_params(items: list[str]) -> list[str]:
+    """DVC's `-p` syntax: `-p a,b` names two keys of the default params file, `-p file:a,b`
+    two keys of `file`. Each becomes its own entry (`a`, `file:a`)."""
+    out: list[str] = []
+    for item in items:
+        file, sep, keys = item.rpartition(":") if ":" in item else ("", "", item)
+        for key in keys.split(","):
+            key = key.strip()
+            entry = f"{file}{sep}{key}" if sep else key
+            if key and entry not in out:
+                out.append(entry)
+            elif not key:
+                raise SpecError(f"-p {item!r}: an empty param key; nothing was added.")
+    return out
+
+
+def _check_params(project: Project, stage: Stage) -> None:
+    """Refuse a param key its file does not hold (as an unknown dependency is refused): every
+    later status and run would fail on it."""
+    from repro.pipeline.params import stage_params
+
+    try:
+        stage_params(project, stage)
+    except SpecError as exc:
+        raise SpecError(exc.message.rstrip(".") + "; nothing was added.") from None

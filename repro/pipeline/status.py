@@ -28,11 +28,16 @@ class Reason:
     target: str
     old: Any = None
     new: Any = None
+    count: int | None = None  # kind `missing`: files not in the local cache
+    size: int | None = None  # kind `missing`: their bytes
+    versions: bool = False  # kind `env` from the fingerprint: old and new go in the JSON
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "target": self.target}
-        if self.kind == "image" and self.old != self.new:
-            d["old"], d["new"] = self.old, self.new  # both digests
+        if (self.kind == "image" or self.versions) and self.old != self.new:
+            d["old"], d["new"] = self.old, self.new  # both digests, or both versions
+        if self.kind == "missing":
+            d.update(count=self.count or 0, bytes=self.size or 0, fix="repro pull")
         return d
 
 
@@ -49,6 +54,171 @@ class StageStatus:
             "state": self.state,
             "reasons": [r.to_dict() for r in self.reasons],
         }
+
+
+@dataclass
+class DataStatus:
+    """Tracked data (`repro add`): up to date when the workspace holds what repro.lock says."""
+
+    path: str
+    state: str  # "up-to-date" | "stale"
+    reasons: list[Reason] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "state": self.state,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+
+@dataclass
+class StatusReport:
+    stages: list[StageStatus]
+    data: list[DataStatus]
+
+    @property
+    def stale(self) -> bool:
+        return any(r.state == "stale" for r in [*self.stages, *self.data])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stages": [r.to_dict() for r in self.stages],
+            "data": [r.to_dict() for r in self.data],
+        }
+
+
+def _missing_reason(project: Project, rel: str, d: dict[str, Any]) -> Reason | None:
+    """Kind `missing` when the local cache lacks content of recorded path `rel`."""
+    from repro.data import absent
+
+    lacking = absent(project, rel, d)
+    if not lacking:
+        return None
+    return Reason("missing", rel, count=lacking.count, size=lacking.bytes)
+
+
+def data_status(project: Project, paths: list[str], lock: Lock) -> list[DataStatus]:
+    """Each tracked path against repro.lock: edited (kind `data`, the path), absent from the
+    workspace (kind `missing` when the local cache lacks it too: pull), or never recorded."""
+    out = []
+    for rel in paths:
+        locked = lock.data.get(rel)
+        p = project.abs(rel)
+        reasons: list[Reason] = []
+        if not locked:
+            reasons.append(Reason("new", rel))
+        elif not os.path.lexists(p):
+            missing = _missing_reason(project, rel, locked)
+            reasons.append(missing or Reason("data", rel, locked.get("hash"), None))
+        else:
+            now = project.hasher.hash_path(p).hash
+            if now != locked.get("hash"):
+                reasons.append(Reason("data", rel, locked.get("hash"), now))
+        out.append(DataStatus(rel, "stale" if reasons else "up-to-date", reasons))
+    return out
+
+
+def recorded_paths(lock: Lock) -> dict[str, dict[str, Any]]:
+    """Every path repro.lock can put back from the cache: tracked data and cached outputs."""
+    out = dict(lock.data)
+    for entry in lock.stages.values():
+        out.update({p: d for p, d in (entry.get("outs") or {}).items() if d.get("cache", True)})
+    return out
+
+
+def _recorded_hash(project: Project, rel: str, recorded: dict[str, dict[str, Any]]):
+    """What repro.lock says `rel` holds: its own entry, or its entry in a recorded folder's
+    tree when the tree is in the local cache. None when that cannot be known here."""
+    from repro.errors import MissingObjectError
+    from repro.workspace import PathHash
+
+    if rel in recorded:
+        return PathHash.from_dict(recorded[rel])
+    for top, d in recorded.items():
+        if d.get("isdir") and rel.startswith(top + "/"):
+            inner = rel[len(top) + 1 :]
+            try:
+                entry = project.cache.get_tree(d["hash"]).as_dict().get(inner)
+            except MissingObjectError:
+                return None
+            return PathHash(entry.hash, entry.size) if entry is not None else None
+    return None
+
+
+class _Overlay:
+    """A view of the project in which absent paths that repro.lock records hash to what it
+    recorded: a fresh clone (before `repro pull`) or a dry run is planned as if they were
+    there, without fetching anything."""
+
+    def __init__(self, project: Project, recorded: dict[str, Any]) -> None:
+        self._project = project
+        self._recorded = {os.path.normpath(project.abs(p)): h for p, h in recorded.items()}
+        self.hasher = _OverlayHasher(project.hasher, self._recorded)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._project, name)
+
+
+class _OverlayHasher:
+    def __init__(self, hasher: Any, recorded: dict[str, Any]) -> None:
+        self._hasher = hasher
+        self._recorded = recorded
+
+    def hash_path(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        h = self._recorded.get(os.path.normpath(path))
+        if h is not None and not os.path.lexists(path):
+            from repro.hashing.engine import HashResult
+
+            return HashResult(path, h.hash, h.size, h.isdir, count=h.nfiles)
+        return self._hasher.hash_path(path, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hasher, name)
+
+
+def plan_inputs(
+    project: Project, stage: Stage, lock: Lock, image: str | None
+) -> tuple[StageInputs | None, list[Reason]]:
+    """The stage's inputs, with dependencies absent from the workspace taken from what
+    repro.lock recorded for them. Returns (inputs, reasons): kind `missing` for recorded
+    dependencies the local cache lacks too; inputs None when a dependency is absent and
+    recorded nowhere (the caller decides whether that is an error)."""
+    recorded = recorded_paths(lock)
+    stand_in: dict[str, Any] = {}
+    reasons: list[Reason] = []
+    for rel in stage.deps:
+        if os.path.lexists(project.abs(rel)):
+            continue
+        h = _recorded_hash(project, rel, recorded)
+        if h is None:
+            return None, reasons
+        stand_in[rel] = h
+        if rel in recorded:
+            missing = _missing_reason(project, rel, recorded[rel])
+            if missing is not None:
+                reasons.append(missing)
+    view: Any = _Overlay(project, stand_in) if stand_in else project
+    return compute_inputs(view, stage, image), reasons
+
+
+def as_upstream(spec: Any, graph: Graph, name: str, reasons: list[Reason]) -> list[Reason]:
+    """A changed dependency that an upstream stage makes is reported as that stage (kind
+    `upstream`, target the stage), by `status` and `run` alike: one cause, one name."""
+    out: list[Reason] = []
+    for r in reasons:
+        owner = spec.output_owner(r.target) if r.kind in ("code", "data") else None
+        if owner and owner != name and owner in graph.upstream[name]:
+            r = Reason("upstream", owner)
+        if all((r.kind, r.target) != (o.kind, o.target) for o in out):
+            out.append(r)
+    return out
+
+
+def relative_message(project: Project, text: str) -> str:
+    """An error text with the project's absolute root taken out: messages name
+    project-relative paths, the same on every clone."""
+    return text.replace(project.root.rstrip("/") + "/", "").replace(project.root, ".")
 
 
 def image_digest(lock: Lock, stage: Stage) -> str | None:
@@ -102,8 +272,10 @@ def input_reasons(stage: Stage, inputs: StageInputs, entry: dict[str, Any] | Non
     for key in sorted(set(old_env) | set(inputs.env)):
         if old_env.get(key) != inputs.env.get(key):
             reasons.append(Reason("env", key, old_env.get(key), inputs.env.get(key)))
-    for target, old, new in env_changes(entry.get("environment"), inputs.environment):
-        reasons.append(Reason("env", target, old, new))
+    old_fp, new_fp = entry.get("environment") or {}, inputs.environment or {}
+    locks = set(old_fp.get("lockfiles") or {}) | set(new_fp.get("lockfiles") or {})
+    for target, old, new in env_changes(old_fp, new_fp):  # versions, not lock-file hashes
+        reasons.append(Reason("env", target, old, new, versions=target not in locks))
     if entry.get("image") != inputs.image:
         reasons.append(Reason("image", stage.image or "", entry.get("image"), inputs.image))
     if entry.get("seed") != inputs.seed:
@@ -119,12 +291,14 @@ _NONE = object()
 
 
 def output_reasons(project: Project, entry: dict[str, Any] | None) -> list[Reason]:
-    """Outputs missing from the workspace or changed since the lock recorded them."""
+    """Outputs missing from the workspace (kind `missing` when the local cache lacks them
+    too) or changed since the lock recorded them."""
     out = []
     for path, d in sorted(((entry or {}).get("outs") or {}).items()):
         abspath = project.abs(path)
         if not os.path.lexists(abspath):
-            out.append(Reason("outs", path, d.get("hash"), None))
+            missing = _missing_reason(project, path, d) if d.get("cache", True) else None
+            out.append(missing or Reason("outs", path, d.get("hash"), None))
             continue
         try:
             now = project.hasher.hash_path(abspath).hash
@@ -172,35 +346,66 @@ def select(graph: Graph, targets: list[str] | None, downstream: bool = False) ->
 
 
 def status(project: Project, targets: list[str] | None = None) -> list[StageStatus]:
+    return report(project, targets).stages
+
+
+def report(project: Project, targets: list[str] | None = None) -> StatusReport:
+    """Stages and tracked data: what is stale, and why (`repro status`)."""
     with project.hasher.session():
         return _status(project, targets)
 
 
-def _status(project: Project, targets: list[str] | None) -> list[StageStatus]:
+def overlaps(a: str, b: str) -> bool:
+    """Whether project paths `a` and `b` are one path or one holds the other."""
+    return a == b or b.startswith(a + "/") or a.startswith(b + "/")
+
+
+def data_paths(spec: Any, names: list[str], targets: list[str] | None) -> list[str]:
+    """Tracked data to report: all of it, or what the selected stages read."""
+    if not targets:
+        return list(spec.data)
+    deps = [d for n in names for d in spec.stages[n].deps]
+    return [p for p in spec.data if any(overlaps(p, d) for d in deps)]
+
+
+def _status(project: Project, targets: list[str] | None) -> StatusReport:
     spec = load_spec(project)
     graph = build_graph(spec, project.root)
     lock = load_lock(project.lock_path)
     results: dict[str, StageStatus] = {}
-    for name in select(graph, targets):
+    names = select(graph, targets)
+    for name in names:
         stage = spec.stages[name]
         entry = lock.stages.get(name)
-        if stage.frozen:
+        if stage.frozen and entry is not None:
+            # Frozen keeps the recorded result; a stage that never ran has none to keep, so it
+            # is `new` below and `repro run` runs it once.
             results[name] = StageStatus(name, "up-to-date")
             continue
-        stale_ups = sorted(u for u in graph.upstream[name] if results[u].state == "stale")
+        # An upstream stage that lacks only local content is not going to change: pulling it
+        # is the fix, and this stage is judged by what the lock recorded for it.
+        stale_ups = sorted(
+            u
+            for u in graph.upstream[name]
+            if results[u].state == "stale" and any(r.kind != "missing" for r in results[u].reasons)
+        )
         reasons = [Reason("upstream", u) for u in stale_ups]
         inputs = None
         try:
-            inputs = compute_inputs(project, stage, image_digest(lock, stage))
-            reasons += input_reasons(stage, inputs, entry)
+            inputs, missing = plan_inputs(project, stage, lock, image_digest(lock, stage))
+            reasons += missing
+            if inputs is None:
+                inputs = compute_inputs(project, stage, image_digest(lock, stage))  # raises
+            reasons = as_upstream(spec, graph, name, reasons + input_reasons(stage, inputs, entry))
             reasons += image_drift(stage, lock)
         except PathError as exc:
             if not stale_ups:
-                raise
-            reasons.append(Reason("data", str(exc)))
+                raise PathError(relative_message(project, exc.message)) from None
+            reasons.append(Reason("data", relative_message(project, str(exc))))
         if stage.always_changed:
             reasons.append(Reason("cmd", "always_changed"))
         if entry and not any(r.kind == "new" for r in reasons):
             reasons += output_reasons(project, entry)
         results[name] = StageStatus(name, "stale" if reasons else "up-to-date", reasons, inputs)
-    return list(results.values())
+    data = data_status(project, data_paths(spec, names, targets), lock)
+    return StatusReport(list(results.values()), data)
