@@ -552,6 +552,13 @@ def diff(
         _emit_json(doc)
         return
     print(f"from {doc['from'][:12]} to {doc['to'][:12]}")
+    if doc.get("absent"):
+        n = len(doc["absent"])
+        print(
+            f"note: {n} recorded path{'s are' if n > 1 else ' is'} not in the workspace "
+            f"({', '.join(doc['absent'][:3])}{', ...' if n > 3 else ''}); compared as "
+            "recorded. 'repro pull' fetches them."
+        )
     if not doc["stages"] and not doc["data"]:
         print("no changes")
     for item in doc["data"]:

@@ -32,21 +32,27 @@ DEFAULT_SEVERITY = {
 DEFAULT_METRIC_THRESHOLD = 0.01
 
 
-def workspace_snapshot(project: Project) -> Snapshot:
-    """The workspace as a snapshot (nothing stored): current inputs and outputs of every stage."""
+def workspace_snapshot(project: Project, absent: list[str] | None = None) -> Snapshot:
+    """The workspace as a snapshot (nothing stored): current inputs and outputs of every stage.
+
+    A path repro.lock records but the workspace lacks (a fresh clone before `repro pull`) is
+    taken as recorded and listed in `absent`: its content is elsewhere, not changed."""
     from repro.lockfile import Lock, load_lock
-    from repro.pipeline.signature import compute_inputs
     from repro.pipeline.spec import load_spec
-    from repro.pipeline.status import image_digest, lock_entry
+    from repro.pipeline.status import image_digest, lock_entry, plan_inputs, recorded_paths
     from repro.workspace import PathHash
 
     spec = load_spec(project)
     lock = load_lock(project.lock_path)
+    recorded = recorded_paths(lock)
+    gone = absent if absent is not None else []
     stages = {}
     for name, st in spec.stages.items():
         try:
-            inputs = compute_inputs(project, st, image_digest(lock, st))
+            inputs, _ = plan_inputs(project, st, lock, image_digest(lock, st))
         except ReproError:
+            continue
+        if inputs is None:
             continue
         outs = {}
         for o in st.outs:
@@ -56,12 +62,19 @@ def workspace_snapshot(project: Project) -> Snapshot:
                     outs[o.path] = PathHash.of(project.hasher.hash_path(p))
                 except PathError:
                     pass
+            elif o.path in recorded:
+                outs[o.path] = PathHash.from_dict(recorded[o.path])
+                gone.append(o.path)
+        gone += [d for d in st.deps if not os.path.lexists(project.abs(d)) and d in recorded]
         stages[name] = lock_entry(inputs, st, outs)
     data = {}
     for rel in spec.data:
         p = project.abs(rel)
         if os.path.lexists(p):
             data[rel] = PathHash.of(project.hasher.hash_path(p)).to_dict()
+        elif rel in lock.data:
+            data[rel] = dict(lock.data[rel])
+            gone.append(rel)
     ws = Lock(stages, data, dict(lock.images))
     from repro.schema import schemas_for
     from repro.snapshots import _source_files
@@ -266,10 +279,14 @@ def diff(project: Project, a: str | None = None, b: str | None = None) -> dict[s
     from repro.refs import LOCK_REF, resolve_state
 
     a_full, snap_a = resolve_state(project, a or LOCK_REF)
+    absent: list[str] = []
     if b is None or b == "workspace":
-        snap_b, b_full, is_ws = workspace_snapshot(project), "workspace", True
+        snap_b, b_full, is_ws = workspace_snapshot(project, absent), "workspace", True
     else:
         b_full, snap_b = resolve_state(project, b)
         is_ws = False
     stages, data = diff_snapshots(project, snap_a, snap_b, is_ws)
-    return {"from": a_full, "to": b_full, "stages": stages, "data": data}
+    doc: dict[str, Any] = {"from": a_full, "to": b_full, "stages": stages, "data": data}
+    if absent:
+        doc["absent"] = sorted(set(absent))  # compared as recorded: 'repro pull' fetches them
+    return doc

@@ -84,3 +84,17 @@ def test_unknown_names_are_one_sentence(project, cli) -> None:
         r = cli(*args)
         assert r.code != 0 and r.code != 70, (args, r.err)
         assert len([ln for ln in r.err.splitlines() if ln.startswith("error:")]) == 1, r.err
+
+
+def test_diff_in_a_fresh_clone_says_what_is_absent_not_what_changed(project, cli, tmp_path):
+    import subprocess
+
+    from tests.conftest import run_cli
+
+    _two_states(project, cli)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", project.root, str(clone)], check=True)
+    d = run_cli(["diff", "--json"], clone, check=True).json()
+    assert d["stages"] == [] and d["data"] == [] and d["absent"] == ["model.txt"]
+    out = run_cli(["diff"], clone, check=True).out
+    assert "repro pull" in out and "no changes" in out
