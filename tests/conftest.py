@@ -124,3 +124,35 @@ def new_bucket(server) -> str:
     fs = s3fs.S3FileSystem(endpoint_url=server.url, key="testing", secret="testing")
     fs.mkdir(name)
     return name
+
+
+@pytest.fixture(params=["file", "s3"])
+def remote_url(request, tmp_path):
+    """(url, options) of an empty remote of each kind the CLI can reach across processes."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'remote'}", []
+    server = request.getfixturevalue("s3_server")
+    return f"s3://{new_bucket(server)}/cache", [f"endpoint_url={server.url}"]
+
+
+# -- the trust-boundary tests' shared checks ------------------------------------------------
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the project with a victim file: no hostile input may touch it."""
+    d = tmp_path / "outside"
+    d.mkdir()
+    (d / "victim.txt").write_text("precious")
+    return d
+
+
+def untouched(outside: Path) -> bool:
+    return snapshot_tree(outside) == {"victim.txt": b"precious"}
+
+
+def one_error(r: Result) -> str:
+    """A refused command: non-zero, not 70, one 'error:' sentence, no traceback."""
+    assert r.code not in (0, 70), (r.code, r.out, r.err)
+    assert "Traceback" not in r.err, r.err
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, r.err
+    return lines[0]

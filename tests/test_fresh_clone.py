@@ -8,10 +8,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from repro.project import Project
-from tests.conftest import AWS_ENV, git, new_bucket, run_cli, write
+from tests.conftest import AWS_ENV, git, run_cli, write
 
 SPEC = """\
 stages:
@@ -24,14 +22,6 @@ stages:
     deps: [feats.txt]
     outs: [model.bin]
 """
-
-
-@pytest.fixture(params=["file", "s3"])
-def remote_url(request, tmp_path):
-    if request.param == "file":
-        return f"file://{tmp_path / 'remote'}", []
-    server = request.getfixturevalue("s3_server")
-    return f"s3://{new_bucket(server)}/cache", [f"endpoint_url={server.url}"]
 
 
 def cli(root, *args, env=None, ok=None):

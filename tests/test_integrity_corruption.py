@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from repro.project import Project
-from tests.conftest import AWS_ENV, git, new_bucket, run_cli, write
+from tests.conftest import AWS_ENV, git, run_cli, write
 
 DAMAGES = ("flip", "truncate", "empty")
 STAGE = 'stages:\n  s:\n    cmd: cp in.txt out.txt; echo x >> "$COUNTER"\n'
@@ -74,13 +74,10 @@ def intact(root: str, h: str) -> bool:
     return p.exists() and h_of(p.read_bytes()) == h
 
 
-@pytest.fixture(params=["file", "s3"])
-def remote(request, tmp_path):
+@pytest.fixture
+def remote(remote_url):
     """(url, options) of an empty remote of each kind."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'remote'}", []
-    server = request.getfixturevalue("s3_server")
-    return f"s3://{new_bucket(server)}/cache", [f"endpoint_url={server.url}"]
+    return remote_url
 
 
 def add_remote(root: str, url: str, opts: list[str]) -> None:

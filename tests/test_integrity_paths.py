@@ -19,35 +19,22 @@ import pytest
 from repro.canonical import hash_bytes, packb
 from repro.project import Project
 from repro.safety import safe_key
-from tests.conftest import AWS_ENV, git, new_bucket, run_cli, snapshot_tree, write
+from tests.conftest import (
+    AWS_ENV,
+    git,
+    new_bucket,
+    one_error,
+    run_cli,
+    snapshot_tree,
+    untouched,
+    write,
+)
 
 HEX = "0123456789abcdef" * 2
 
 
 def cli_at(root, *args, env=None, ok=None):
     return run_cli(list(args), root, env={**AWS_ENV, **(env or {})}, check=ok)
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """A folder beside the project with a victim file, and a way to check it is untouched."""
-    d = tmp_path / "outside"
-    d.mkdir()
-    (d / "victim.txt").write_text("precious")
-    return d
-
-
-def untouched(outside: Path) -> bool:
-    return snapshot_tree(outside) == {"victim.txt": b"precious"}
-
-
-def one_error(r) -> str:
-    """A refused command: non-zero, not 70, one 'error:' sentence, no traceback."""
-    assert r.code not in (0, 70), (r.code, r.out, r.err)
-    assert "Traceback" not in r.err, r.err
-    lines = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, r.err
-    return lines[0]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from repro.errors import CorruptObjectError
 from repro.project import Project
-from tests.conftest import AWS_ENV, git, new_bucket, run_cli, snapshot_tree, write
+from tests.conftest import AWS_ENV, git, run_cli, snapshot_tree, write
 
 SPEC = """\
 stages:
@@ -29,15 +29,6 @@ stages:
     deps: [feats]
     outs: [model.bin]
 """
-
-
-@pytest.fixture(params=["file", "s3"])
-def remote_url(request, tmp_path):
-    """(url, options) of an empty remote of each kind the CLI can reach across processes."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'remote'}", []
-    server = request.getfixturevalue("s3_server")
-    return f"s3://{new_bucket(server)}/cache", [f"endpoint_url={server.url}"]
 
 
 def make_origin(tmp_path: Path, url: str, options: list[str]) -> tuple[str, str]:
