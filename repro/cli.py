@@ -118,10 +118,9 @@ def init(
     ] = None,
 ) -> None:
     """Make .repro/ (cache, state db, config, ignore rules) and an empty repro.yaml."""
-    from repro.project import Project
+    from repro import api
 
-    p = Project.init(path, hash_name)
-    print(f"Initialized repro project in {p.root}")
+    print(f"Initialized repro project in {api.init(path, hash_name)}")
 
 
 @app.command("hash")
@@ -166,26 +165,17 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Track data that no stage makes: store it in the cache and record it in repro.yaml."""
-    from repro import data
+    from repro import api
 
-    project = _project()
     with _Progress("adding") as prog:
-        added, sig = data.add_and_record(project, paths, prog.callback, wait=wait)
+        result = api.add(paths, wait=wait, progress=prog.callback)
     if as_json:
-        _emit_json(
-            {
-                "snapshot": sig,
-                "added": [
-                    {"path": a.path, **a.hash.to_dict(), "new_objects": a.new_objects}
-                    for a in added
-                ],
-            }
-        )
+        _emit_json(result.to_dict())
         return
-    for a in added:
+    for a in result.added:
         kind = f"{a.hash.nfiles} files, " if a.hash.isdir else ""
         print(f"added {a.path} ({kind}{_human_bytes(a.hash.size)}) {a.hash.hash}")
-    print(f"snapshot {sig}")
+    print(f"snapshot {result.snapshot}")
 
 
 @app.command()
@@ -203,17 +193,9 @@ def checkout(
     as_json: JsonOpt = False,
 ) -> None:
     """Restore the workspace to snapshot SIG, or to what repro.lock says."""
-    from repro import data
+    from repro import api
 
-    project = _project()
-    if sig is None:
-        report = data.checkout_lock(project, force=force, wait=wait)
-    else:
-        from repro.refs import resolve_sig
-        from repro.snapshots import checkout_snapshot
-
-        full = resolve_sig(project, sig)  # a sig prefix or a git revision
-        report = checkout_snapshot(project, full, force=force, outs_only=outs_only, wait=wait)
+    report = api.checkout(sig, force=force, outs_only=outs_only, wait=wait)
     if as_json:
         _emit_json(
             {
@@ -318,6 +300,10 @@ def run(
     ] = False,
     push: Annotated[bool, typer.Option("--push", help="Upload the results at the end.")] = False,
     wait_lock: Annotated[float, typer.Option("--wait", help="Seconds to wait for the lock.")] = 0.0,
+    executor: Annotated[
+        str | None,
+        typer.Option("--executor", help="Run stages with this executor (a stage's own wins)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring the pipeline (or the named stages and what they need) up to date."""
@@ -340,6 +326,7 @@ def run(
         verify=verify,
         use_remote=not no_remote,
         push=push,
+        executor=executor,
     )
     if as_json:
         _emit_json(result.to_dict())
@@ -402,9 +389,9 @@ def status(
     ] = False,
 ) -> None:
     """Say which stages and tracked data are stale and why."""
-    from repro.pipeline.status import report as get_status
+    from repro import api
 
-    rep = get_status(_project(), stages or None)
+    rep = api.status(stages or None)
     if as_json:
         _emit_json(rep.to_dict())
     else:
@@ -491,9 +478,9 @@ def log(
     if saved:
         _print_saved(_project(), as_json)
         return
-    from repro.records import log_rows
+    from repro import api
 
-    rows = log_rows(_project(), n, stage)
+    rows = api.log(n, stage)
     if as_json:
         _emit_json(rows)
         return
@@ -516,15 +503,16 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """One snapshot or run in full."""
-    from repro import history
+    from repro import api
 
-    project = _project()
     if logs:
-        out, err = history.stage_logs(project, ref, logs)
+        from repro import history
+
+        out, err = history.stage_logs(_project(), ref, logs)
         sys.stdout.write(out)
         sys.stderr.write(err)
         return
-    doc = history.show(project, ref)
+    doc = api.show(ref)
     if as_json:
         _emit_json(doc)
         return
@@ -545,13 +533,18 @@ def diff(
     as_json: JsonOpt = False,
 ) -> None:
     """What changed between two states (default: repro.lock against the workspace)."""
-    from repro.diff import diff as compute
+    from repro import api
 
-    doc = compute(_project(), a, b)
+    doc = api.diff(a, b)
     if as_json:
         _emit_json(doc)
         return
-    print(f"from {doc['from'][:12]} to {doc['to'][:12]}")
+    from repro.safety import is_hash
+
+    def short(name: str) -> str:  # a sig is shortened; `HEAD~1 (0a1b2c3d4e)` is shown whole
+        return name[:12] if is_hash(name) else name
+
+    print(f"from {short(doc['from'])} to {short(doc['to'])}")
     if doc.get("absent"):
         n = len(doc["absent"])
         print(
@@ -666,10 +659,12 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Upload what the remote lacks: objects, run cache, snapshots, records."""
-    from repro.transfer import push as do_push
+    from repro import api
 
     with _TransferProgress("pushing") as prog:
-        report = do_push(_project(), remote, targets or None, jobs, prog.callback, verify_remote)
+        report = api.push(
+            targets or None, remote, jobs=jobs, verify_remote=verify_remote, progress=prog.callback
+        )
     for key in report.repaired:
         _err(f"repaired on remote '{report.remote}': {key}")
     _print_transfer(report, "pushed", as_json)
@@ -684,10 +679,10 @@ def pull(
     as_json: JsonOpt = False,
 ) -> None:
     """Download what repro.lock needs and the local cache lacks, then check it out."""
-    from repro.transfer import pull as do_pull
+    from repro import api
 
     with _TransferProgress("pulling") as prog:
-        report = do_pull(_project(), remote, targets or None, jobs, prog.callback, wait=wait)
+        report = api.pull(targets or None, remote, jobs=jobs, wait=wait, progress=prog.callback)
     _print_transfer(report, "pulled", as_json)
 
 

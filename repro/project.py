@@ -22,7 +22,10 @@ from repro.store.objects import ObjectStore
 DOT = ".repro"
 SPEC_FILE = "repro.yaml"
 LOCK_FILE = "repro.lock"
-DOT_GITIGNORE = "/cache/\n/tmp/\n/state.db\n/state.db-*\n/state-*.db*\n/run.lock\n/saved.jsonl\n"
+DOT_GITIGNORE = (
+    "/cache/\n/tmp/\n/state.db\n/state.db-*\n/state-*.db*\n/run.lock\n/saved.jsonl\n"
+    "/events.jsonl\n"
+)
 EMPTY_SPEC = "# repro pipeline: see https://github.com/repro/repro#repro-yaml\nstages: {}\n"
 
 

@@ -57,6 +57,16 @@ class StageRecord:
     stderr: str | None = None
     reasons: list[dict[str, str]] = field(default_factory=list)
     message: str | None = None
+    executor: str | None = None  # what ran the command (None: it did not run)
+    worker: str | None = None  # where: host, container or worker
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageRecord:
+        """Fields a newer repro added are left out, so this one still reads its records."""
+        from dataclasses import fields
+
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -83,7 +93,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
-        stages = [StageRecord(**s) for s in d.get("stages", [])]
+        stages = [StageRecord.from_dict(s) for s in d.get("stages", [])]
         return cls(**{**d, "stages": stages})
 
 
@@ -302,6 +312,9 @@ def _stage_problem(s: Any) -> str | None:
         return f"{where}: 'exit_code' is not a whole number"
     if not isinstance(s.get("message"), str | None):
         return f"{where}: 'message' is not text"
+    for k in ("executor", "worker"):
+        if not _text(s.get(k), optional=True):
+            return f"{where}: {k!r} is not a line of text"
     reasons = s.get("reasons", [])
     if not isinstance(reasons, list) or not all(
         isinstance(r, dict)

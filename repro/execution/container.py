@@ -15,24 +15,28 @@ import threading
 import time
 
 from repro.errors import first_line
-from repro.execution.base import ExecRequest, ExecResult, echo_line
+from repro.execution.base import ExecContext, ExecRequest, ExecResult
 from repro.execution.images import ImageError, client
-from repro.lockfile import Lock
 
 
 class ContainerExecutor:
-    def __init__(self, lock: Lock) -> None:
-        self.lock = lock
+    """Runs the stage in `req.image` (the digest repro.lock pinned) with the docker SDK."""
 
-    def image_for(self, req: ExecRequest) -> str:
-        ref = req.stage.image or ""
-        return self.lock.images.get(ref, ref)
+    name = "container"
 
-    def run(self, req: ExecRequest, cancel: threading.Event) -> ExecResult:
+    def __init__(self, config: dict | None = None) -> None:
+        import socket
+
+        self.host = socket.gethostname()
+
+    def run(self, req: ExecRequest, ctx: ExecContext) -> ExecResult:
         import docker.errors
 
-        stage = req.stage
-        image = self.image_for(req)
+        image = req.image
+        if not image:
+            raise ImageError(
+                f"stage '{req.stage}': the 'container' executor needs an 'image:' for it."
+            )
         c = client()
         try:
             c.images.get(image)
@@ -41,42 +45,38 @@ class ContainerExecutor:
                 c.images.pull(image)
             except Exception as exc:
                 raise ImageError(
-                    f"stage '{stage.name}': image '{stage.image}' ({image}) is not "
+                    f"stage '{req.stage}': image '{image}' is not "
                     f"present and cannot be pulled ({first_line(exc)})."
                 ) from None
-        env = {
-            k: v
-            for k, v in req.env.items()
-            if k in stage.env or k.startswith("REPRO_") or k == "PYTHONHASHSEED"
-        }
-        t0 = time.perf_counter()
+        started = time.time()
         try:
             container = c.containers.create(
                 image,
-                command=["sh", "-c", stage.cmd],
-                working_dir=req.cwd,
-                volumes={req.root: {"bind": req.root, "mode": "rw"}},
+                command=["sh", "-c", req.cmd],
+                working_dir=ctx.cwd(req),
+                volumes={ctx.root: {"bind": ctx.root, "mode": "rw"}},
                 user=f"{os.getuid()}:{os.getgid()}",
-                environment=env,
-                network_mode="bridge" if stage.network else "none",
+                environment=dict(req.env),
+                network_mode="bridge" if req.network else "none",
                 detach=True,
-                labels={"repro.stage": stage.name},
+                labels={"repro.stage": req.stage},
             )
         except Exception as exc:
             raise ImageError(
-                f"stage '{stage.name}': cannot create a container from "
-                f"'{stage.image}' ({first_line(exc)})."
+                f"stage '{req.stage}': cannot create a container from "
+                f"'{image}' ({first_line(exc)})."
             ) from None
         from repro.execution.local import WATCHDOG
 
+        cancel = ctx.cancel
         WATCHDOG.watch(f"c{container.id}")
         stopper = threading.Thread(target=self._watch, args=(container, cancel), daemon=True)
         try:
             container.start()
             stopper.start()
             pumps = [
-                threading.Thread(target=self._pump, args=(container, req, True), daemon=True),
-                threading.Thread(target=self._pump, args=(container, req, False), daemon=True),
+                threading.Thread(target=self._pump, args=(container, ctx, True), daemon=True),
+                threading.Thread(target=self._pump, args=(container, ctx, False), daemon=True),
             ]
             for p in pumps:
                 p.start()
@@ -92,12 +92,14 @@ class ContainerExecutor:
             WATCHDOG.unwatch(f"c{container.id}")
         if cancel_done:
             raise KeyboardInterrupt
-        return ExecResult(code, time.perf_counter() - t0)
+        worker = f"{self.host}/{container.id[:12]}"
+        return ExecResult(code, started, time.time(), worker=worker)
 
     @staticmethod
-    def _pump(container, req: ExecRequest, stdout: bool) -> None:
+    def _pump(container, ctx: ExecContext, stdout: bool) -> None:
         """Follow one of the container's streams into its log file (and the terminal)."""
-        path = req.stdout_path if stdout else req.stderr_path
+        path = ctx.stdout_path if stdout else ctx.stderr_path
+        echo = ctx.echo or (lambda _line: None)
         pending = b""
         with open(path, "wb") as f:
             for chunk in container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True):
@@ -105,9 +107,9 @@ class ContainerExecutor:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    echo_line(req.echo, req.prefix, line.decode(errors="replace"))
+                    echo(line.decode(errors="replace"))
             if pending:
-                echo_line(req.echo, req.prefix, pending.decode(errors="replace"))
+                echo(pending.decode(errors="replace"))
 
     @staticmethod
     def _watch(container, cancel: threading.Event) -> None:

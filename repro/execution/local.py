@@ -22,11 +22,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
-from repro.execution.base import ExecRequest, ExecResult, echo_line
+from repro.execution.base import ExecContext, ExecRequest, ExecResult
 
 
-def _pump(stream, path: str, echo, prefix: str) -> None:
+def _pump(stream, path: str, echo: Callable[[str], None] | None) -> None:
     """Keep the stage's output in `path` and echo it. A failing write (a full disk, a closed
     terminal) never kills the pump: it keeps draining the pipe, so the stage cannot block on
     it, and says once what could not be kept; the run then fails with one sentence at repro's
@@ -47,7 +48,7 @@ def _pump(stream, path: str, echo, prefix: str) -> None:
                 f = None
         if echo is not None:
             try:
-                echo_line(echo, prefix, line.decode(errors="replace"))
+                echo(line.decode(errors="replace"))
             except (OSError, ValueError):  # echo stream full or closed: keep the log going
                 echo = None
     if f is not None:
@@ -58,24 +59,39 @@ def _pump(stream, path: str, echo, prefix: str) -> None:
     stream.close()
     if lost is not None and echo is not None:
         with contextlib.suppress(OSError, ValueError):
-            echo_line(
-                echo,
-                prefix,
+            echo(
                 f"repro: part of the stage's output could not be kept in {path} "
                 f"({lost.strerror or lost}).",
             )
 
 
 class LocalExecutor:
-    def run(self, req: ExecRequest, cancel: threading.Event) -> ExecResult:
+    """`sh -c CMD` in the stage's working dir, with this process's environment plus what the
+    request declares (seed, declared variables, REPRO_STAGE)."""
+
+    name = "local"
+
+    def __init__(self, config: dict | None = None) -> None:
+        import socket
+
+        self.worker = socket.gethostname()
+
+    def run(self, req: ExecRequest, ctx: ExecContext) -> ExecResult:
         from repro.pipeline import runlock
 
-        t0 = time.perf_counter()
+        if req.image:
+            from repro.errors import SpecError
+
+            raise SpecError(
+                f"stage '{req.stage}' runs in an image; the 'local' executor runs no images "
+                "(choose the 'container' executor, or drop 'image:')."
+            )
+        started = time.time()
         try:
             proc = subprocess.Popen(
-                ["sh", "-c", req.stage.cmd],
-                cwd=req.cwd,
-                env=req.env,
+                ["sh", "-c", req.cmd],
+                cwd=ctx.cwd(req),
+                env={**os.environ, **req.env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -83,15 +99,21 @@ class LocalExecutor:
                 pass_fds=runlock.held_fds(),
             )
         except OSError as exc:
-            return ExecResult(127, 0.0, f"cannot start the command ({exc.strerror})")
+            return ExecResult(
+                127,
+                started,
+                time.time(),
+                f"cannot start the command ({exc.strerror})",
+                worker=self.worker,
+            )
         WATCHDOG.watch(f"g{proc.pid}")
-        runlock.stage_started(req.stage.name, proc.pid)
+        runlock.stage_started(req.stage, proc.pid)
         pumps = [
             threading.Thread(
-                target=_pump, args=(proc.stdout, req.stdout_path, req.echo, req.prefix), daemon=True
+                target=_pump, args=(proc.stdout, ctx.stdout_path, ctx.echo), daemon=True
             ),
             threading.Thread(
-                target=_pump, args=(proc.stderr, req.stderr_path, req.echo, req.prefix), daemon=True
+                target=_pump, args=(proc.stderr, ctx.stderr_path, ctx.echo), daemon=True
             ),
         ]
         for t in pumps:
@@ -102,7 +124,7 @@ class LocalExecutor:
                     code = proc.wait(timeout=0.2)
                     break
                 except subprocess.TimeoutExpired:
-                    if cancel.is_set():
+                    if ctx.cancel.is_set():
                         _stop(proc)
             _stop_leftovers(proc.pid)
         except BaseException:
@@ -113,7 +135,7 @@ class LocalExecutor:
             runlock.stage_finished(proc.pid)
         for t in pumps:
             t.join()
-        return ExecResult(code, time.perf_counter() - t0)
+        return ExecResult(code, started, time.time(), worker=self.worker)
 
 
 def _stop(proc: subprocess.Popen) -> None:

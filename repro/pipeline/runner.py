@@ -15,13 +15,15 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from repro.errors import PathError, ReproError, SpecError
-from repro.execution.base import ExecRequest, Executor
+from repro.execution.base import ExecContext, ExecRequest, ExecResult, Executor, echo_to
 from repro.gitignore import ensure_ignored, git_tracked
 from repro.lockfile import Lock, load_lock, save_lock
+from repro.observers import Reporter
 from repro.pipeline import runcache
 from repro.pipeline.graph import Graph, build_graph
 from repro.pipeline.signature import StageInputs, compute_inputs
@@ -39,6 +41,7 @@ from repro.pipeline.status import (
     select,
 )
 from repro.project import Project
+from repro.safety import is_hash
 from repro.seeds import stage_env
 from repro.workspace import (
     CheckoutReport,
@@ -65,6 +68,8 @@ class StageOutcome:
     inputs: StageInputs | None = None
     verified: bool | None = None
     mismatches: list[str] = field(default_factory=list)
+    executor: str | None = None  # the executor that ran the command, and where it ran
+    worker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "status": self.status, "signature": self.signature}
@@ -145,9 +150,10 @@ class Runner:
         dry_run: bool = False,
         jobs: int = 1,
         echo: IO[str] | None = None,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
         verify: bool = False,
         use_remote: bool = True,
+        reporter: Reporter | None = None,
     ) -> None:
         self.project = project
         self.force = force
@@ -165,21 +171,76 @@ class Runner:
         self.lock: Lock = load_lock(project.lock_path)
         self.outcomes: dict[str, StageOutcome] = {}
         self.data_changes: list[Any] = []
-        self._executor = executor
+        # An Executor object (Python API), or a name (`--executor`); see executor_for.
+        self._executor = None if isinstance(executor, str) else executor
+        self._executor_name = executor if isinstance(executor, str) else None
+        self._executors: dict[str, Executor] = {}
+        self.config = project.config
+        self.reporter = reporter if reporter is not None else Reporter()
+        self.git_commit: Callable[[], str | None] = lambda: None
+        self._announced: set[str] = set()
+        self.announced_run = False
         self._log_dir = os.path.join(project.tmp_dir, "logs", self.run_id)
         self._lock = threading.Lock()
 
     # -- executors --------------------------------------------------------------------------
-    def executor_for(self, stage: Stage) -> Executor:
+    def executor_choice(self, stage: Stage) -> tuple[str, str]:
+        """(executor name, where the choice came from). The stage's own `executor:` key (a
+        requirement of the stage) wins over `--executor`, which wins over `[run] executor`;
+        without any, a stage with an image runs in a container, others locally."""
+        if stage.executor:
+            line = f", line {stage.line}" if stage.line else ""
+            return stage.executor, f"{self.spec.path}{line}: stage '{stage.name}', key 'executor'"
+        if self._executor_name:
+            return self._executor_name, "--executor"
+        configured = (self.config.get("run") or {}).get("executor")
+        if configured:
+            return configured, ".repro/config.toml: key 'run.executor'"
+        return ("container" if stage.image else "local"), f"stage '{stage.name}'"
+
+    def check_executors(self, names: list[str]) -> None:
+        """Refuse, before anything runs or is written, a chosen executor that names nothing
+        (plug-ins are imported only when a stage needs them)."""
+        from repro.execution.registry import check_name
+
+        if self._executor is None:
+            for n in names:
+                check_name(*self.executor_choice(self.spec.stages[n]))
+
+    def executor_for(self, stage: Stage) -> tuple[str, Executor]:
+        from repro.execution.registry import executor_name, load_executor
+
         if self._executor is not None:
-            return self._executor
-        if stage.image:
-            from repro.execution.container import ContainerExecutor
+            return executor_name(self._executor), self._executor
+        name, source = self.executor_choice(stage)
+        with self._lock:  # one instance per executor per run, made on first use
+            if name not in self._executors:
+                table = (self.config.get("run") or {}).get(name)
+                self._executors[name] = load_executor(
+                    name, source, table if isinstance(table, dict) else {}
+                )
+            return name, self._executors[name]
 
-            return ContainerExecutor(self.lock)
-        from repro.execution.local import LocalExecutor
+    # -- what observers are told ------------------------------------------------------------
+    def _announce(self, name: str, signature: str | None, reasons: list[Reason]) -> None:
+        if name not in self._announced:
+            self._announced.add(name)
+            self.reporter.stage_started(name, signature, [r.to_dict() for r in reasons])
 
-        return LocalExecutor()
+    def _observed(self, name: str) -> StageOutcome:
+        """`process`, told to the reporter: started (at the latest now), then finished."""
+        out = self.process(name)
+        self._announce(name, out.signature, out.reasons)
+        self.reporter.stage_finished(
+            name,
+            out.status,
+            out.signature,
+            round(out.seconds, 6),
+            out.exit_code,
+            out.executor,
+            {p: h.hash for p, h in out.outs.items()},
+        )
+        return out
 
     # -- one stage --------------------------------------------------------------------------
     def process(self, name: str) -> StageOutcome:
@@ -212,6 +273,7 @@ class Runner:
         if not reasons and entry:
             reasons = output_reasons(self.project, entry)
         out = StageOutcome(name, "up-to-date", inputs.signature, reasons=reasons, inputs=inputs)
+        self._announce(name, inputs.signature, reasons)
         if self.verify:
             return self._verify(stage, inputs, out, t0)
         if not reasons and not self.force:
@@ -362,31 +424,30 @@ class Runner:
         if not os.path.isdir(cwd):
             out.status, out.message = "failed", f"working dir '{stage.wdir}' does not exist"
             return False
-        env = {**os.environ, **stage_env(stage.seed), "REPRO_STAGE": stage.name}
+        req = self._request(stage, out.inputs)
         safe = stage.name.replace("/", "_")
-        req = ExecRequest(
-            stage=stage,
+        ctx = ExecContext(
             root=self.project.root,
-            cwd=cwd,
-            env=env,
             stdout_path=os.path.join(self._log_dir, f"{safe}.out"),
             stderr_path=os.path.join(self._log_dir, f"{safe}.err"),
-            echo=self.echo,
-            prefix=f"[{stage.name}] " if self.jobs > 1 else "",
+            cancel=self.cancel,
+            echo=echo_to(self.echo, f"[{stage.name}] " if self.jobs > 1 else ""),
         )
         if self.echo is not None:
             from repro.execution.base import echo_line
 
             echo_line(self.echo, "", f"Running stage '{stage.name}':\n> {stage.cmd}")
         try:
-            result = self.executor_for(stage).run(req, self.cancel)
+            out.executor, executor = self.executor_for(stage)
+            result = executor.run(req, ctx)
         except ReproError as exc:
             out.status, out.message = "failed", exc.message
             return False
         out.exit_code = result.exit_code
         out.seconds = result.seconds
-        out.stdout = self._keep_log(req.stdout_path)
-        out.stderr = self._keep_log(req.stderr_path)
+        out.worker = result.worker if isinstance(result.worker, str) else None
+        out.stdout = self._log_of(result.stdout, result.stdout_path or ctx.stdout_path)
+        out.stderr = self._log_of(result.stderr, result.stderr_path or ctx.stderr_path)
         if result.error:
             out.status, out.message = "failed", f"stage '{stage.name}': {result.error}"
             return False
@@ -396,6 +457,8 @@ class Runner:
                 f"stage '{stage.name}' failed: its command exited with code {result.exit_code}"
             )
             return False
+        if result.outs is not None and not self._take_outs(stage, out, result):
+            return False
         for o in stage.outs:
             self.project.hasher.invalidate(self.project.abs(o.path))
         missing = [o.path for o in stage.outs if not os.path.lexists(self.project.abs(o.path))]
@@ -403,6 +466,62 @@ class Runner:
             out.status = "failed"
             out.message = f"stage '{stage.name}' did not produce its declared output '{missing[0]}'"
             return False
+        return True
+
+    def _request(self, stage: Stage, inputs: StageInputs | None) -> ExecRequest:
+        """What to run, as it can be sent elsewhere: the stage's declared environment (its seed,
+        its `env:` variables as set here), never the whole environment of this process."""
+        declared = {k: os.environ[k] for k in stage.env if k in os.environ}
+        url = None
+        if self.remote:
+            remote = (self.config.get("remote") or {}).get(self.remote) or {}
+            url = remote.get("url") if isinstance(remote.get("url"), str) else None
+        return ExecRequest(
+            stage=stage.name,
+            cmd=stage.cmd,
+            wdir=stage.wdir,
+            env={**declared, **stage_env(stage.seed), "REPRO_STAGE": stage.name},
+            seed=stage.seed,
+            deps={p: h.hash for p, h in inputs.deps.items()} if inputs else {},
+            outs=tuple(stage.out_paths),
+            image=inputs.image if inputs else image_digest(self.lock, stage),
+            network=stage.network,
+            store_url=url,
+            run_id=self.run_id,
+        )
+
+    def _log_of(self, stored: str | None, path: str) -> str | None:
+        """The log's object: the one the executor stored (when the cache holds it), else the
+        local file's."""
+        if stored is not None and is_hash(stored) and self.project.cache.has_verified(stored):
+            return stored
+        return self._keep_log(path)
+
+    def _take_outs(self, stage: Stage, out: StageOutcome, result: ExecResult) -> bool:
+        """Outputs the executor stored itself: checked like any record from outside (declared
+        paths, real hashes, content in the cache), then put into the workspace."""
+        from repro.safety import safe_path_hash
+
+        source = f"executor '{out.executor}', stage '{stage.name}'"
+        reported = result.outs or {}
+        try:
+            if not isinstance(reported, dict) or sorted(reported) != sorted(stage.out_paths):
+                raise ReproError(f"{source}: reported other outputs than the stage declares.")
+            outs = {
+                p: PathHash.from_dict(safe_path_hash(reported[p], source, f"outs[{p!r}]"))
+                for p in stage.out_paths
+            }
+            report = CheckoutReport()
+            for o in stage.outs:
+                if o.cache:
+                    if not self.project.cache.has_verified(outs[o.path].hash):
+                        h = outs[o.path].hash
+                        raise ReproError(f"{source}: output '{o.path}' ({h}) is not in the cache.")
+                    check_out(self.project, o.path, outs[o.path], report=report)
+        except ReproError as exc:
+            out.status, out.message = "failed", exc.message
+            return False
+        out.outs = outs
         return True
 
     def _keep_log(self, path: str) -> str | None:
@@ -431,7 +550,8 @@ class Runner:
             return
         if not self._exec(stage, out):
             return
-        out.outs = self._hash_outputs(stage, link=True)
+        if not out.outs:  # the executor stored none itself
+            out.outs = self._hash_outputs(stage, link=True)
         runcache.put_entry(
             self.project.cache.backend, inputs.signature, stage.name, out.outs, self.run_id
         )
@@ -471,13 +591,16 @@ class Runner:
         names = select(self.graph, targets, downstream)
         if self.verify:
             names = [n for n in names if not targets or n in targets]
+        self.check_executors(names)
+        self.reporter.run_started(self.run_id, self.project.root, targets or [], self.git_commit)
+        self.announced_run = True
         if not self.dry_run:
             self._lock_images(names)
         self.data_changes = self._refresh_data(names, targets)
         if self.jobs == 1:
             try:  # in order, in this thread: Ctrl-C reaches the executor directly
                 for n in names:
-                    self.outcomes[n] = self.process(n)
+                    self.outcomes[n] = self._observed(n)
             except BaseException:
                 self.cancel.set()
                 raise
@@ -503,7 +626,7 @@ class Runner:
             while ready or futures:
                 while ready and len(futures) < self.jobs:
                     n = ready.pop(0)
-                    futures[pool.submit(self.process, n)] = n
+                    futures[pool.submit(self._observed, n)] = n
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for f in sorted(done, key=lambda f: names.index(futures[f])):
                     n = futures.pop(f)
@@ -579,11 +702,14 @@ def run(
     echo: IO[str] | None = None,
     wait_lock: float = 0.0,
     verify: bool = False,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
     use_remote: bool = True,
     push: bool = False,
+    reporter: Reporter | None = None,
 ) -> RunResult:
-    """Run the pipeline (Python API of `repro run`)."""
+    """Run the pipeline (Python API of `repro run`). `executor`: an executor's name (as
+    `--executor`) or an object to run every stage with. `reporter`: told about the run as it
+    happens (default: the observers `[observe] use` names; a dry run tells nobody)."""
     from repro.pipeline.runlock import run_lock
 
     ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
@@ -598,18 +724,38 @@ def run(
             executor=executor,
             verify=verify,
             use_remote=use_remote,
+            reporter=reporter if reporter is not None or dry_run else _observers(project),
         )
         from repro.records import GitStateLater
 
         git = None if dry_run else GitStateLater(project.root)
-        result = runner.run(targets, downstream)
         if git is not None:
-            _record(project, runner, result, "verify" if verify else "run", git.result())
+            runner.git_commit = lambda: git.result()[0]
+        try:
+            result = runner.run(targets, downstream)
+            if git is not None:
+                _record(project, runner, result, "verify" if verify else "run", git.result())
+        except BaseException:
+            if runner.announced_run:
+                stages = {n: o.status for n, o in runner.outcomes.items()}
+                runner.reporter.run_finished(None, "failed", stages)
+            raise
+        runner.reporter.run_finished(
+            result.snapshot,
+            "ok" if result.ok else "failed",
+            {s.name: s.status for s in result.stages},
+        )
     if push and not dry_run:
         from repro.transfer import push as push_cache
 
         push_cache(project)
     return result
+
+
+def _observers(project: Project) -> Reporter:
+    from repro.observers import from_config
+
+    return from_config(project.config, project.root)
 
 
 def _record(
@@ -637,6 +783,8 @@ def _record(
             s.stderr,
             [r.to_dict() for r in s.reasons],
             s.message,
+            executor=s.executor,
+            worker=s.worker,
         )
         for s in result.stages
     ]

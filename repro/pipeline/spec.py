@@ -36,6 +36,7 @@ STAGE_KEYS = {
     "environment",
     "network",
     "desc",
+    "executor",
     "foreach",
     "matrix",
     "do",
@@ -102,6 +103,7 @@ class Stage:
     environment: EnvironmentSpec | None = None
     desc: str | None = None
     line: int = 0
+    executor: str | None = None  # the executor's name; None: chosen by --executor, config, image
 
     @property
     def out_paths(self) -> list[str]:
@@ -667,6 +669,17 @@ def _parse_stage(
     if "environment" in body:
         environment = _parse_environment(body, name, root, wrel, problems)
     desc = body.get("desc")
+    executor = body.get("executor")
+    if executor is not None and (
+        not isinstance(executor, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", executor)
+    ):
+        problems.add(
+            body,
+            "must be an executor's name (letters, digits, '_', '-', '.')",
+            name,
+            "executor",
+            _line(body, "executor"),
+        )
     if len(problems.items) != n0:
         return None
     return Stage(
@@ -682,6 +695,7 @@ def _parse_stage(
         environment=environment,
         desc=str(desc) if desc else None,
         line=line,
+        executor=executor,
         **flags,
     )
 
