@@ -20,9 +20,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
-## Lint, then the whole test suite.
+## Lint, the import layers (pyproject.toml [tool.importlinter]), then the whole test suite.
 test: $(STAMP)
 	$(BIN)/ruff check repro tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 ## Benchmarks: hashing throughput and pipeline speed, as ratios to references measured alongside.
@@ -40,6 +41,7 @@ bench-dvc: $(STAMP) $(DVC_VENV)/bin/dvc
 
 lint: $(STAMP)
 	$(BIN)/ruff check repro tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check repro tests benchmarks || true
 
 clean:

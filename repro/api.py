@@ -171,7 +171,7 @@ def run(
     if jobs < 1:
         raise UsageError("-j/--jobs must be at least 1.")
     with _open(root) as project:
-        return run_pipeline(
+        result = run_pipeline(
             project,
             _names(stages),
             force=force,
@@ -182,9 +182,13 @@ def run(
             wait_lock=wait,
             verify=verify,
             use_remote=use_remote,
-            push=push,
             executor=executor,
         )
+        if push and not dry_run:  # sharing sits above the run: the run never imports it
+            from repro.transfer import push as push_cache
+
+            push_cache(project)
+        return result
 
 
 def status(stages: Names = None, root: PathLike = ".") -> StatusReport:
@@ -297,7 +301,7 @@ def params(stage: str | None = None, root: PathLike = ".") -> dict[str, dict[str
     with _open(root) as project:
         spec = load_spec(project)
         if stage is not None and stage not in spec.stages:
-            raise NotFoundError(f"repro.yaml: no stage named '{stage}'.")
+            raise NotFoundError("stage", stage, where="repro.yaml")
         out: dict[str, dict[str, Any]] = {}
         for name in [stage] if stage is not None else list(spec.stages):
             st = spec.stages[name]

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from repro.enums import Outcome, ReasonKind
 from repro.errors import ReproError
 
 app = typer.Typer(
@@ -314,8 +315,9 @@ def run(
 
         raise UsageError("-j/--jobs must be at least 1.")
     echo = sys.stderr if as_json else sys.stdout
+    project = _project()
     result = run_pipeline(
-        _project(),
+        project,
         stages or None,
         force=force,
         dry_run=dry_run,
@@ -325,15 +327,18 @@ def run(
         wait_lock=wait_lock,
         verify=verify,
         use_remote=not no_remote,
-        push=push,
         executor=executor,
     )
+    if push and not dry_run:
+        from repro.transfer import push as push_cache
+
+        push_cache(project)
     if as_json:
         _emit_json(result.to_dict())
     else:
         _print_run(result)
     if not result.ok:
-        failed = [s for s in result.stages if s.status == "failed"]
+        failed = [s for s in result.stages if s.status == Outcome.FAILED]
         for s in failed:
             _err(f"error: {s.message}")
         for s in result.stages:
@@ -347,21 +352,21 @@ def run(
 
 def _print_run(result) -> None:
     verb = {
-        "ran": "ran",
-        "restored": "restored from cache",
-        "up-to-date": "up to date",
-        "failed": "FAILED",
-        "skipped": "skipped",
+        Outcome.RAN: "ran",
+        Outcome.RESTORED: "restored from cache",
+        Outcome.UP_TO_DATE: "up to date",
+        Outcome.FAILED: "FAILED",
+        Outcome.SKIPPED: "skipped",
     }
     if result.dry_run:
-        verb = {**verb, "ran": "would run", "restored": "would restore from cache"}
+        verb = {**verb, Outcome.RAN: "would run", Outcome.RESTORED: "would restore from cache"}
     for c in result.data:
         print(_data_change_line(c, result.dry_run))
     for s in result.stages:
         extra = ""
         if s.verified is not None:
             extra = " (deterministic)" if s.verified else " (NOT deterministic)"
-        elif s.reasons and s.status in ("ran", "restored"):
+        elif s.reasons and s.status in (Outcome.RAN, Outcome.RESTORED):
             extra = " (" + ", ".join(f"{r.kind}: {r.target}" for r in s.reasons[:3]) + ")"
         print(f"{s.name}: {verb.get(s.status, s.status)}{extra}")
     if result.snapshot:
@@ -419,7 +424,7 @@ def _print_missing_summary(rep) -> None:
     seen: dict[str, tuple[int, int]] = {}
     for row in [*rep.stages, *rep.data]:
         for r in row.reasons:
-            if r.kind == "missing":
+            if r.kind == ReasonKind.MISSING:
                 seen[r.target] = (r.count or 0, r.size or 0)
     if seen:
         count = sum(c for c, _ in seen.values())
@@ -432,19 +437,19 @@ def _print_missing_summary(rep) -> None:
 
 
 def _reason_text(r) -> str:
-    if r.kind == "image" and r.old and r.new:
+    if r.kind == ReasonKind.IMAGE and r.old and r.new:
         return (
             f"image: {r.target} now points at {r.new}, locked {r.old}; "
             "'repro lock --update' moves to it"
         )
-    if r.kind == "missing":
+    if r.kind == ReasonKind.MISSING:
         return (
             f"missing: {r.target} ({r.count} file{'' if r.count == 1 else 's'}, "
             f"{_human_bytes(r.size or 0)} not in the local cache; repro pull)"
         )
-    if r.kind == "data" and r.new is None and r.old:
+    if r.kind == ReasonKind.DATA and r.new is None and r.old:
         return f"data: {r.target} (not in the workspace; 'repro checkout' puts it back)"
-    if r.kind == "data" and r.old and r.new:
+    if r.kind == ReasonKind.DATA and r.old and r.new:
         return f"data: {r.target} (changed; 'repro run' records the new version)"
     return f"{r.kind}: {r.target}"
 
@@ -768,6 +773,8 @@ def fsck(
                 print(f"moved aside: {k}")
             for n in r.notes:
                 print(f"note: {n}")
+    if report.lock_error:
+        _err(f"error: {report.lock_error}")
     if not report.ok:
         raise typer.Exit(1)
 

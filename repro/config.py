@@ -18,7 +18,7 @@ CONFIG_TEMPLATE = """\
 """
 
 
-LINK_METHODS = ("reflink", "hardlink", "copy", "symlink")
+LINK_METHODS = ("reflink", "hardlink", "copy")
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -43,7 +43,7 @@ def load_config(path: str) -> dict[str, Any]:
         raise SpecError(f"{label}: not valid TOML ({exc}).") from None
     problem = config_problem(config)
     if problem:
-        raise SpecError(f"{label}: {problem}.")
+        raise SpecError(label, problem)
     return config
 
 
@@ -81,6 +81,10 @@ def config_problem(config: dict[str, Any]) -> str | None:
     for section in _TABLES:
         if section in config and not isinstance(config[section], dict):
             return f"[{section}] must be a table"
+    link = (config.get("cache") or {}).get("link")
+    if isinstance(link, list) and "symlink" in link:
+        # A symlinked output would let a stage or an editor write into the cache itself.
+        return "key 'cache.link': 'symlink' is not supported; use reflink, hardlink or copy"
     for (section, key), (ok, what) in _KEY_TYPES.items():
         table = config.get(section) or {}
         if key in table and not ok(table[key]):

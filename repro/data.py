@@ -7,7 +7,7 @@ Tracked paths are listed under `data:` in `repro.yaml`, their hashes under `data
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from repro.errors import PathError
@@ -17,7 +17,14 @@ from repro.lockfile import Lock, load_lock, save_lock
 from repro.pipeline.specio import load_rt, save_rt
 from repro.project import Project
 from repro.safety import output_problem
-from repro.workspace import CheckoutReport, PathHash, check_in, check_out
+from repro.workspace import (  # Absent, absent: lived here; the planner needs them
+    Absent,
+    CheckoutReport,
+    PathHash,
+    absent,
+    check_in,
+    check_out,
+)
 
 
 @dataclass
@@ -25,42 +32,6 @@ class Added:
     path: str
     hash: PathHash
     new_objects: int
-
-
-@dataclass
-class Absent:
-    """What of a recorded path the local cache lacks: the objects (with the workspace path
-    that needs each), and how many files and bytes they stand for."""
-
-    objects: list[tuple[str, str]] = field(default_factory=list)
-    count: int = 0
-    bytes: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.objects)
-
-    def add(self, other: Absent) -> None:
-        self.objects += other.objects
-        self.count += other.count
-        self.bytes += other.bytes
-
-
-def absent(project: Project, rel: str, d: dict[str, Any]) -> Absent:
-    """The objects of recorded path `rel` (its lock entry `d`) missing from the local cache.
-    A folder whose tree is missing counts as all its files (the tree says which they are)."""
-    cache = project.cache
-    h = d["hash"]
-    size = int(d.get("size", 0))
-    if not cache.has_verified(h):
-        return Absent([(rel, h)], int(d.get("nfiles", 1)), size)
-    if not d.get("isdir"):
-        return Absent()
-    entries = cache.get_tree(h).entries  # a verified tree that names unsafe paths: refused
-    good = cache.verified_set({e.hash for e in entries})
-    lacking = [e for e in entries if e.hash not in good]
-    return Absent(
-        [(f"{rel}/{e.path}", e.hash) for e in lacking], len(lacking), sum(e.size for e in lacking)
-    )
 
 
 def ensure_local(
@@ -75,7 +46,7 @@ def ensure_local(
     if not lacking:
         return
     if remote:
-        from repro.transfer import fetch_objects
+        from repro.fetch import fetch_objects
 
         fetch_objects(project, remote, {h for _, h in lacking.objects})
         lacking = Absent()
@@ -158,8 +129,7 @@ def add_and_record(
     import time
 
     from repro.pipeline.runlock import run_lock
-    from repro.pipeline.runner import new_run_id
-    from repro.records import make_record, save_record
+    from repro.records import make_record, new_run_id, save_record
     from repro.snapshots import record_snapshot
 
     started = time.time()

@@ -38,9 +38,9 @@ def workspace_snapshot(project: Project, absent: list[str] | None = None) -> Sna
     A path repro.lock records but the workspace lacks (a fresh clone before `repro pull`) is
     taken as recorded and listed in `absent`: its content is elsewhere, not changed."""
     from repro.lockfile import Lock, load_lock
+    from repro.model import PathHash
     from repro.pipeline.spec import load_spec
     from repro.pipeline.status import image_digest, lock_entry, plan_inputs, recorded_paths
-    from repro.workspace import PathHash
 
     spec = load_spec(project)
     lock = load_lock(project.lock_path)

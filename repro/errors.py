@@ -3,6 +3,11 @@
 Every error a user can cause or meet carries one clear sentence (naming the file, stage and key
 where there is one) and an exit code. The CLI turns them into stderr lines and exit codes in one
 place (`repro.cli.main`); the Python API raises them as they are.
+
+The main kinds carry fields (`PathError.path`, `SpecError.file`/`stage`/`key`,
+`RemoteError.remote`/`url`, `NotFoundError.what`/`name`) and compose their sentence from them,
+so a caller can act on the field instead of parsing the text. Each still accepts one
+pre-written sentence (the fields are then None), which many raise sites use.
 """
 
 from __future__ import annotations
@@ -37,12 +42,49 @@ class NotAProjectError(ReproError):
     """No `.repro/` folder above the working directory."""
 
 
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 class PathError(ReproError):
-    """A path that does not exist, cannot be read, or lies outside the project."""
+    """A path that does not exist, cannot be read, or lies outside the project.
+
+    `PathError(path, problem)` says "<path>: <problem>."; `PathError(message)` is the old form."""
+
+    def __init__(self, path_or_message: str, problem: str | None = None) -> None:
+        if problem is None:
+            super().__init__(path_or_message)
+            self.path: str | None = None
+        else:
+            super().__init__(_sentence(f"{path_or_message}: {problem}"))
+            self.path = path_or_message
+        self.problem = problem
 
 
 class SpecError(ReproError):
-    """`repro.yaml` (or a params file) is malformed or inconsistent."""
+    """`repro.yaml` (or a params file, the config, a lock) is malformed or inconsistent.
+
+    `SpecError(file, message, stage=, key=, line=)` says
+    "<file>, line <n>: stage '<s>', key '<k>': <message>." (the parts that are known), the
+    form `repro.yaml`'s own checks use; `SpecError(message)` is the old form."""
+
+    def __init__(
+        self,
+        file_or_message: str,
+        message: str | None = None,
+        stage: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.stage, self.key, self.line = stage, key, line
+        if message is None:
+            super().__init__(file_or_message)
+            self.file: str | None = None
+            return
+        self.file = file_or_message
+        where = file_or_message + (f", line {line}" if line else "")
+        what = ([f"stage '{stage}'"] if stage else []) + ([f"key '{key}'"] if key else [])
+        super().__init__(_sentence(f"{where}: {', '.join(what) + ': ' if what else ''}{message}"))
 
 
 class HashError(ReproError):
@@ -57,10 +99,6 @@ class MissingObjectError(ReproError):
     """An object a state needs is in no cache that was asked."""
 
 
-class StageFailedError(ReproError):
-    """A stage's command failed or did not produce a declared output."""
-
-
 class LockHeldError(ReproError):
     """Another repro process holds the project's run lock."""
 
@@ -73,11 +111,56 @@ class MissingExtraError(ReproError):
 
 
 class NotFoundError(ReproError):
-    """A snapshot, run or stage that the user named does not exist (or is ambiguous)."""
+    """A snapshot, run, stage or remote that the user named does not exist (or is ambiguous).
+
+    `NotFoundError(what, name, where=, hint=)` says "<where>: no <what> named '<name>' (<hint>).";
+    `NotFoundError(message)` is the old form."""
+
+    def __init__(
+        self, what_or_message: str, name: str | None = None, where: str = "", hint: str = ""
+    ) -> None:
+        if name is None:
+            super().__init__(what_or_message)
+            self.what: str | None = None
+        else:
+            text = f"no {what_or_message} named '{name}'" + (f" ({hint})" if hint else "")
+            super().__init__(_sentence(f"{where}: {text}" if where else text))
+            self.what = what_or_message
+        self.name = name
+        self.where = where
+        self.hint = hint
 
 
-class WorkspaceConflictError(ReproError):
-    """An operation would overwrite workspace content that is not in the cache."""
+class RemoteError(ReproError):
+    """A remote is unreachable, missing, or refuses us.
+
+    `RemoteError(remote, url, problem)` says "remote '<remote>' (<url>): <problem>.";
+    `RemoteError(message)` is the old form."""
+
+    def __init__(
+        self, remote_or_message: str, url: str | None = None, problem: str | None = None
+    ) -> None:
+        if problem is None:
+            super().__init__(remote_or_message)
+            self.remote: str | None = None
+        else:
+            where = f"remote '{remote_or_message}'" + (f" ({url})" if url else "")
+            super().__init__(_sentence(f"{where}: {problem}"))
+            self.remote = remote_or_message
+        self.url = url
+        self.problem = problem
+
+
+class NewerFormatError(ReproError):
+    """A stored record (run record, run-cache entry, snapshot) is in a format newer than this
+    repro reads: it is refused rather than misread."""
+
+    def __init__(self, source: str, found: int, supported: int) -> None:
+        self.source, self.found, self.supported = source, found, supported
+        super().__init__(
+            f"{source} was made by a newer repro (format {found}; this one reads up to "
+            f"format {supported}); upgrade repro to use it."
+        )
 
 
 class UntrustedInputError(PathError):
@@ -88,9 +171,9 @@ class UntrustedInputError(PathError):
     and what is wrong with it."""
 
     def __init__(self, source: str, field: str, value: object, problem: str) -> None:
+        shown = repr(value) if not isinstance(value, str) else repr(value[:200])
+        super().__init__(f"{source}: {field} {shown} {problem}; refusing to use it.")
         self.source = source
         self.field = field
         self.value = value
         self.problem = problem
-        shown = repr(value) if not isinstance(value, str) else repr(value[:200])
-        super().__init__(f"{source}: {field} {shown} {problem}; refusing to use it.")

@@ -8,6 +8,7 @@ from repro.errors import NotFoundError
 from repro.project import Project
 from repro.records import RunRecord, list_records, load_record
 from repro.snapshots import load_snapshot, resolve
+from repro.store.layout import RECORDS, name_of
 
 
 def _is_sig(s: str) -> bool:
@@ -16,7 +17,7 @@ def _is_sig(s: str) -> bool:
 
 def find_run(project: Project, ref: str) -> RunRecord:
     backend = project.cache.backend
-    ids = [k.rsplit("/", 1)[-1] for k in backend.list("records")]
+    ids = [name_of(k) for k in backend.list(RECORDS)]
     matches = [i for i in ids if i.startswith(ref)]
     if not matches:
         raise NotFoundError(f"'{ref}': no run or snapshot has this id in the cache.")

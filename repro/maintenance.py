@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.errors import NotFoundError
+from repro.errors import NewerFormatError, NotFoundError
 from repro.project import Project
 from repro.records import list_records
 from repro.saved import DEFAULT_KEEP_DAYS, kept_saved
 from repro.snapshots import Snapshot, list_snapshots, load_snapshot, resolve, snapshot_key
+from repro.store.layout import OBJECTS, RUNS, SNAPSHOTS, object_hash
 from repro.store.objects import ObjectStore, object_key
 
 
@@ -90,7 +91,7 @@ def good_snapshots(store: ObjectStore, sigs: list[str], bad: list[str]) -> list[
     for sig in sigs:
         try:
             out.append(load_snapshot(store.backend, sig))
-        except NotFoundError:
+        except (NotFoundError, NewerFormatError):  # gone, or for a newer repro: left alone
             continue
         except Exception:  # corrupt, or bytes that do not even decode
             bad.append(sig)
@@ -139,7 +140,7 @@ def gc(
 
         name, store = open_remote(project, remote)
         if not dry_run:  # what this machine believed the remote holds may go now
-            from repro.transfer import RemoteIndex
+            from repro.fetch import RemoteIndex
 
             RemoteIndex(project, store.backend.url).clear()
         with remote_errors(name, store.backend.url):
@@ -189,7 +190,7 @@ def _gc(
                 else:
                     store.backend.delete(snapshot_key(sig))
     runs_left: list[dict] = []
-    for key in list(store.backend.list("runs")):
+    for key in list(store.backend.list(RUNS)):
         outs = _run_outs(store, key)
         if outs is None or any(d.get("hash") not in live for d in outs.values()):
             report.runs += 1
@@ -222,6 +223,8 @@ def _run_outs(store: ObjectStore, key: str) -> dict | None:
 
     try:
         entry = RunCacheEntry.decode(store.backend.read_bytes(key), key)
+    except NewerFormatError:
+        return {}  # a newer repro's entry: kept, though this one cannot say what it reaches
     except Exception:
         return None
     if entry.signature != key.rsplit("/", 1)[-1]:
@@ -269,6 +272,8 @@ class FsckReport:
     remote: FsckReport | None = None
     needed_by: dict[str, tuple[str, str]] = field(default_factory=dict)  # hash -> (state, path)
     scope: str = "repro.lock"  # or "all snapshots"
+    lock_unreadable: bool = False  # what repro.lock needs is unknown: not a healthy answer
+    lock_error: str | None = None  # why (the CLI prints it as the command's error)
 
     @property
     def unresolved(self) -> list[str]:
@@ -279,7 +284,11 @@ class FsckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.unresolved and (self.remote is None or self.remote.ok)
+        return (
+            not self.unresolved
+            and not self.lock_unreadable
+            and (self.remote is None or self.remote.ok)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -289,7 +298,7 @@ class FsckReport:
             "missing": self.missing,
             "repaired": self.repaired,
             "moved_aside": self.moved_aside,
-            "notes": self.notes,
+            "notes": self.notes + ([self.lock_error] if self.lock_error else []),
             "ok": self.ok,
             "scope": self.scope,
             "missing_detail": [
@@ -351,10 +360,10 @@ def _fsck(
     bad: list[str] = []
     snaps = good_snapshots(store, list_snapshots(store.backend), bad)  # every present one
     report.corrupt += [snapshot_key(s) for s in bad]
-    for key in sorted(store.backend.list("runs")):
+    for key in sorted(store.backend.list(RUNS)):
         if _run_outs(store, key) is None:
             report.corrupt.append(key)
-    needs = _lock_needs(project, store)
+    needs = _lock_needs(project, store, report)
     if all_states:
         for snap in snaps:
             _state_needs(store, f"snapshot {snap.id[:12]}", snap, needs)
@@ -364,14 +373,19 @@ def _fsck(
     return report
 
 
-def _lock_needs(project: Project, store: ObjectStore) -> dict[str, tuple[str, str]]:
-    """Objects the current repro.lock needs to be put back: its cached outputs and data."""
+def _lock_needs(
+    project: Project, store: ObjectStore, report: FsckReport
+) -> dict[str, tuple[str, str]]:
+    """Objects the current repro.lock needs to be put back: its cached outputs and data. A
+    lock that cannot be read is a note and a failed check (a broken lock is no healthy clone)."""
     from repro.errors import ReproError
     from repro.lockfile import load_lock
 
     try:
         lock = load_lock(project.lock_path)
-    except ReproError:
+    except ReproError as exc:
+        report.lock_unreadable = True
+        report.lock_error = f"{exc.message.rstrip('.')}; what it needs was not checked."
         return {}
     needs: dict[str, tuple[str, str]] = {}
     _add_needs(store, "repro.lock", _recorded(lock.stages, lock.data, {}, deps=False), needs)
@@ -435,14 +449,19 @@ def meta_ok(key: str, data: bytes) -> bool:
     id, a run-cache entry answers the signature it is filed under."""
     folder, _, name = key.partition("/")
     try:
-        if folder == "snapshots":
+        if folder == SNAPSHOTS:
             from repro.snapshots import snapshot_ok
 
             return snapshot_ok(name, data)
-        if folder == "runs":
+        if folder == RUNS:
             from repro.pipeline.runcache import RunCacheEntry
 
-            return RunCacheEntry.decode(data, key).signature == name
+            try:
+                return RunCacheEntry.decode(data, key).signature == name
+            except NewerFormatError:  # a newer repro's entry travels if it names its key
+                from repro.canonical import unpackb
+
+                return unpackb(data).get("signature") == name
     except Exception:
         return False
     return True
@@ -478,18 +497,16 @@ def _repair_local(project: Project, report: FsckReport, source: str | None) -> N
     """Heal the local cache from the workspace, then from remote `source`; move aside what
     stays corrupt."""
     cache = project.cache
-    bad = {
-        k[len("objects/") :].replace("/", "") for k in report.corrupt if k.startswith("objects/")
-    }
+    bad = {object_hash(k) for k in report.corrupt if k.startswith(OBJECTS + "/")}
     todo = bad | set(report.missing)
-    meta = [k for k in report.corrupt if not k.startswith("objects/")]
+    meta = [k for k in report.corrupt if not k.startswith(OBJECTS + "/")]
     if todo:
         _heal_from_workspace(project, todo)
     healed = cache.verified_set(todo)
     rstore = None
     if source and (todo - healed or meta):
+        from repro.fetch import TransferReport, _batches, _download
         from repro.remote import open_remote, remote_errors
-        from repro.transfer import TransferReport, _batches, _download
 
         name, rstore = open_remote(project, source)
         rep = TransferReport(name)
@@ -525,12 +542,10 @@ def _repair_local(project: Project, report: FsckReport, source: str | None) -> N
 
 def _repair_remote(project: Project, store: ObjectStore, report: FsckReport) -> None:
     """Replace a remote's corrupt or missing objects and records with our verified copies."""
-    bad = {
-        k[len("objects/") :].replace("/", "") for k in report.corrupt if k.startswith("objects/")
-    }
+    bad = {object_hash(k) for k in report.corrupt if k.startswith(OBJECTS + "/")}
     report.repaired += upload_verified(project, store, bad | set(report.missing))
     for key in report.corrupt:
-        if not key.startswith("objects/") and _replace_meta(project, store, key):
+        if not key.startswith(OBJECTS + "/") and _replace_meta(project, store, key):
             report.repaired.append(key)
 
 
@@ -551,8 +566,8 @@ def upload_verified(
 ) -> list[str]:
     """Upload, over whatever `store` holds, those of `hashes` whose local copy verifies;
     returns their keys. (The remote index may list them as present: a repair ignores it.)"""
+    from repro.fetch import RemoteIndex, _batches
     from repro.remote import retry
-    from repro.transfer import RemoteIndex, _batches
 
     cache = project.cache
     lb = cache.local
@@ -571,9 +586,9 @@ def verify_remote(
     """Read back the remote's copies of `hashes` and of our snapshots and run entries; replace
     each that is corrupt or missing with our verified bytes. Returns (repaired keys, keys
     still bad there because we have no good copy either)."""
+    from repro.fetch import _batches
     from repro.hashing.filehash import hash_file
     from repro.remote import retry
-    from repro.transfer import _batches
 
     lb = project.cache.local
     assert lb is not None
@@ -595,7 +610,7 @@ def verify_remote(
                     os.unlink(tmp)
     repaired = upload_verified(project, store, bad, jobs)
     left = sorted(set(object_key(h) for h in bad) - set(repaired))
-    for folder in ("snapshots", "runs"):
+    for folder in (SNAPSHOTS, RUNS):
         for key in sorted(project.cache.backend.list(folder)):
             try:
                 theirs = store.backend.read_bytes(key)

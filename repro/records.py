@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from repro.canonical import packb, unpackb
+from repro.enums import Outcome
 from repro.errors import NotFoundError
 from repro.pipeline import envfp
 from repro.project import Project
 from repro.safety import is_hash
 from repro.store.backend import Backend
+from repro.store.layout import RECORD_FORMAT, RECORDS, check_format, name_of, record_key
 
 CI_VARS = (
     "CI",
@@ -49,7 +51,7 @@ CI_VARS = (
 @dataclass
 class StageRecord:
     name: str
-    status: str
+    status: str  # an Outcome's value (records from older repros hold plain text)
     signature: str | None
     seconds: float
     exit_code: int | None = None
@@ -93,8 +95,20 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        """Fields this repro does not know (a newer one's, or `format`) are left out, so an
+        older repro still reads a newer one's records instead of dropping them."""
+        from dataclasses import fields
+
+        known = {f.name for f in fields(cls)}
         stages = [StageRecord.from_dict(s) for s in d.get("stages", [])]
-        return cls(**{**d, "stages": stages})
+        return cls(**{**{k: v for k, v in d.items() if k in known}, "stages": stages})
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by time: UTC timestamp to the millisecond, then randomness."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}{int(now * 1000) % 1000:03d}Z-{os.urandom(3).hex()}"
 
 
 def iso(t: float) -> str:
@@ -213,18 +227,25 @@ def make_record(
 
 
 def save_record(backend: Backend, rec: RunRecord) -> None:
-    backend.write_bytes(f"records/{rec.run_id}", packb(rec.to_dict()))
+    """Store `rec` with its format number (kept out of `to_dict`, which `show --json` prints)."""
+    backend.write_bytes(record_key(rec.run_id), packb({"format": RECORD_FORMAT, **rec.to_dict()}))
 
 
 def load_record(backend: Backend, run_id: str) -> RunRecord:
     try:
-        data = backend.read_bytes(f"records/{run_id}")
+        data = backend.read_bytes(record_key(run_id))
     except FileNotFoundError:
         raise NotFoundError(f"run {run_id} is not in the cache.") from None
     from repro.errors import CorruptObjectError
 
+    source = f"run record {run_id}"
     try:
         d = unpackb(data)
+    except Exception as exc:  # records come from shared caches: a bad one is reported, not used
+        raise CorruptObjectError(f"{source} is not valid ({exc}).") from None
+    if isinstance(d, dict):
+        check_format(d, RECORD_FORMAT, source)  # a newer format is refused, not misread
+    try:
         problem = record_problem(d, run_id)
         rec = None if problem else RunRecord.from_dict(d)
     except Exception as exc:  # records come from shared caches: a bad one is reported, not used
@@ -326,14 +347,26 @@ def _stage_problem(s: Any) -> str | None:
 
 
 def list_records(backend: Backend) -> list[RunRecord]:
-    """Every record, newest first (run ids sort by time)."""
-    ids = sorted((k.rsplit("/", 1)[-1] for k in backend.list("records")), reverse=True)
+    """Every record, newest first (run ids sort by time). A damaged or crafted record is left
+    out; records in a newer format are left out with one line on stderr saying so, so a
+    newer repro's runs never vanish from `repro log` unexplained."""
+    from repro.errors import NewerFormatError
+
+    ids = sorted((name_of(k) for k in backend.list(RECORDS)), reverse=True)
     out = []
+    newer = 0
     for rid in ids:
         try:
             out.append(load_record(backend, rid))
+        except NewerFormatError:
+            newer += 1
         except Exception:
             continue
+    if newer:
+        sys.stderr.write(
+            f"warning: {newer} run record(s) were made by a newer repro and are not shown; "
+            "upgrade repro to see them.\n"
+        )
     return out
 
 
@@ -343,7 +376,8 @@ def log_rows(
     rows = []
     for rec in list_records(project.cache.backend):
         if stage and not any(
-            s.name == stage and s.status in ("ran", "restored", "failed") for s in rec.stages
+            s.name == stage and s.status in (Outcome.RAN, Outcome.RESTORED, Outcome.FAILED)
+            for s in rec.stages
         ):
             continue
         rows.append(

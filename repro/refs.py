@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import subprocess
 
-from repro.errors import NotFoundError, ReproError
+from repro.errors import NotFoundError, ReproError, SpecError
 from repro.lockfile import Lock, load_lock, parse_lock
 from repro.project import LOCK_FILE, Project
+from repro.readfile import MAX_BYTES, decode_text
 from repro.snapshots import Snapshot, list_snapshots, load_snapshot, resolve
 
 LOCK_REF = "repro.lock"
@@ -33,16 +34,43 @@ def git_lock(project: Project, rev: str) -> tuple[str, Lock] | None:
     """(commit, the lock at `rev`) or None when `rev` names no git commit here."""
     if rev.startswith("-"):
         return None  # never an option to git
-    found = _git(project, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    # Resolved first and peeled after: `:/message` (and any revision ending in a path-like
+    # search) would take a `^{commit}` suffix as part of the text it searches for.
+    found = _git(project, "rev-parse", "--verify", "--quiet", "--end-of-options", rev)
+    if found is None or found.returncode != 0 or not found.stdout.strip():
+        return None
+    found = _git(project, "rev-parse", "--verify", "--quiet", f"{found.stdout.strip()}^{{commit}}")
     if found is None or found.returncode != 0:
         return None
     commit = found.stdout.strip()
     prefix = _git(project, "rev-parse", "--show-prefix")
     where = (prefix.stdout.strip() if prefix and prefix.returncode == 0 else "") + LOCK_FILE
-    shown = _git(project, "show", f"{commit}:{where}")
+    label = f"{LOCK_FILE} at {rev}"
+    # Untrusted like any lock from git: its size is checked before it is read (a 1 GB blob is
+    # one sentence, not 1 GB of memory) and its bytes are decoded strictly.
+    kind = _git(project, "cat-file", "-t", f"{commit}:{where}")
+    if kind is None or kind.returncode != 0 or kind.stdout.strip() != "blob":
+        raise NotFoundError(f"'{rev}': git commit {commit[:10]} has no {LOCK_FILE}.")
+    size = _git(project, "cat-file", "-s", f"{commit}:{where}")
+    limit = MAX_BYTES["json"]
+    if size is None or size.returncode != 0 or not size.stdout.strip().isdigit():
+        raise NotFoundError(f"'{rev}': git commit {commit[:10]} has no {LOCK_FILE}.")
+    if int(size.stdout) > limit:
+        raise SpecError(
+            f"{label}: is over {limit:,} bytes; repro reads files of this kind up to that."
+        )
+    try:
+        shown = subprocess.run(
+            ["git", "cat-file", "blob", f"{commit}:{where}"],
+            cwd=project.root,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        shown = None
     if shown is None or shown.returncode != 0:
         raise NotFoundError(f"'{rev}': git commit {commit[:10]} has no {LOCK_FILE}.")
-    return commit, parse_lock(shown.stdout, f"{LOCK_FILE} at {rev}")
+    return commit, parse_lock(decode_text(shown.stdout[: limit + 1], label), label)
 
 
 def _same_state(snap: Snapshot, lock: Lock) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from repro.config import save_config
-from repro.errors import NotFoundError, ReproError, UsageError, first_line
+from repro.errors import NotFoundError, RemoteError, ReproError, UsageError, first_line
 from repro.project import Project
 from repro.store.objects import ObjectStore
 
@@ -31,10 +31,6 @@ EXTRAS = {
 }
 
 
-class RemoteError(ReproError):
-    """A remote is unreachable, missing, or refuses us."""
-
-
 def default_remote_name(project: Project) -> str | None:
     return (project.config.get("core") or {}).get("remote")
 
@@ -43,7 +39,7 @@ def remote_config(project: Project, name: str) -> dict[str, Any]:
     remotes = project.config.get("remote") or {}
     if name not in remotes:
         raise NotFoundError(
-            f".repro/config.toml: no remote named '{name}' (see 'repro remote list')."
+            "remote", name, where=".repro/config.toml", hint="see 'repro remote list'"
         )
     return remotes[name]
 
@@ -109,7 +105,7 @@ def remove_remote(project: Project, name: str) -> None:
     cfg = dict(project.config)
     remotes = dict(cfg.get("remote") or {})
     if name not in remotes:
-        raise NotFoundError(f".repro/config.toml: no remote named '{name}'.")
+        raise NotFoundError("remote", name, where=".repro/config.toml")
     del remotes[name]
     cfg["remote"] = remotes
     if (cfg.get("core") or {}).get("remote") == name:
@@ -169,7 +165,7 @@ def open_remote(
 
         raise MissingExtraError(f"remote '{name}' ({url})", EXTRAS.get(scheme, "all")) from None
     except ValueError as exc:
-        raise RemoteError(f"remote '{name}' ({url}): {exc}") from None
+        raise RemoteError(name, url, str(exc)) from None
     with remote_errors(name, url):
         retry(backend.check, attempts=1 if quick else 4)
     return name, ObjectStore(backend, name=f"remote '{name}'")
@@ -184,18 +180,17 @@ def remote_errors(name: str, url: str) -> Iterator[None]:
         raise
     except PermissionError as exc:
         raise RemoteError(
-            f"remote '{name}' ({url}): access denied ({first_line(exc)}); check the "
-            "credentials in your environment or cloud profile."
+            name,
+            url,
+            f"access denied ({first_line(exc)}); check the credentials in your environment "
+            "or cloud profile",
         ) from None
     except FileNotFoundError as exc:
         raise RemoteError(
-            f"remote '{name}' ({url}): not found ({first_line(exc)}); "
-            "does the bucket or folder exist?"
+            name, url, f"not found ({first_line(exc)}); does the bucket or folder exist?"
         ) from None
     except (OSError, ConnectionError, TimeoutError) as exc:
-        raise RemoteError(
-            f"remote '{name}' ({url}): cannot be reached ({first_line(exc)})."
-        ) from None
+        raise RemoteError(name, url, f"cannot be reached ({first_line(exc)})") from None
     except Exception as exc:  # botocore and friends raise their own classes
         text = first_line(exc)
         if any(
@@ -208,16 +203,12 @@ def remote_errors(name: str, url: str) -> Iterator[None]:
                 "403",
             )
         ):
-            raise RemoteError(
-                f"remote '{name}' ({url}): access denied ({text}); check the credentials."
-            ) from None
+            raise RemoteError(name, url, f"access denied ({text}); check the credentials") from None
         if any(w in text for w in ("NoSuchBucket", "404")):
-            raise RemoteError(
-                f"remote '{name}' ({url}): the bucket does not exist ({text})."
-            ) from None
+            raise RemoteError(name, url, f"the bucket does not exist ({text})") from None
         if any(w in text.lower() for w in ("connect", "endpoint", "timeout", "resolve")):
-            raise RemoteError(f"remote '{name}' ({url}): cannot be reached ({text}).") from None
-        raise RemoteError(f"remote '{name}' ({url}): {type(exc).__name__}: {text}") from None
+            raise RemoteError(name, url, f"cannot be reached ({text})") from None
+        raise RemoteError(name, url, f"{type(exc).__name__}: {text}") from None
 
 
 TRANSIENT = (ConnectionError, TimeoutError)
@@ -236,14 +227,3 @@ def retry(fn: Callable[[], T], attempts: int = 4, base: float = 0.2) -> T:
                 raise
         time.sleep(base * (2**i) * (0.5 + random.random()))
     raise AssertionError("unreachable")
-
-
-def fetch_missing(project: Project, missing: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Fetch `(path, hash)` objects from the default remote; return those still missing."""
-    name = default_remote_name(project)
-    if not name or not missing:
-        return missing
-    from repro.transfer import fetch_objects
-
-    got = fetch_objects(project, name, {h for _, h in missing})
-    return [(p, h) for p, h in missing if h not in got]

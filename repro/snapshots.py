@@ -18,6 +18,7 @@ from repro.errors import NotFoundError, PathError
 from repro.lockfile import Lock, load_lock, save_lock
 from repro.project import LOCK_FILE, SPEC_FILE, Project
 from repro.store.backend import Backend
+from repro.store.layout import RECORDS, SNAPSHOT_FORMAT, SNAPSHOTS, check_format, snapshot_key
 from repro.workspace import (
     CheckoutReport,
     PathHash,
@@ -26,8 +27,6 @@ from repro.workspace import (
     remove_path,
     save_before_overwrite,
 )
-
-SNAPSHOT_FORMAT = 1
 
 
 @dataclass
@@ -71,6 +70,7 @@ class Snapshot:
             raise CorruptObjectError(f"{source}: not a valid snapshot ({exc}).") from None
         if not isinstance(d, dict):
             raise CorruptObjectError(f"{source}: not a valid snapshot.")
+        check_format(d, SNAPSHOT_FORMAT, source)
         snap = cls(
             d.get("stages") or {},
             d.get("data") or {},
@@ -80,10 +80,6 @@ class Snapshot:
         )
         validate_state(snap.stages, snap.data, source, files=snap.files, images=snap.images)
         return snap
-
-
-def snapshot_key(sig: str) -> str:
-    return f"snapshots/{sig}"
 
 
 def _source_files(project: Project, lock: Lock) -> list[str]:
@@ -155,7 +151,7 @@ def list_snapshots(backend: Backend) -> list[str]:
     """Sigs of the snapshots in `backend` (names that are no hash are not snapshots)."""
     from repro.safety import is_hash
 
-    names = (k[len("snapshots/") :] for k in backend.list("snapshots"))
+    names = (k[len(SNAPSHOTS) + 1 :] for k in backend.list(SNAPSHOTS))
     return sorted(n for n in names if is_hash(n))
 
 
@@ -164,7 +160,7 @@ def resolve(backend: Backend, prefix: str, kind: str = "snapshot") -> str:
     prefix = prefix.lower()
     if len(prefix) < 7:
         raise NotFoundError(f"'{prefix}': give at least 7 characters of the {kind} sig.")
-    folder = "snapshots" if kind == "snapshot" else "records"
+    folder = SNAPSHOTS if kind == "snapshot" else RECORDS
     matches = [k.rsplit("/", 1)[-1] for k in backend.list(folder)]
     matches = [m for m in matches if m.startswith(prefix)]
     if not matches:
@@ -195,13 +191,17 @@ def load_snapshot(backend: Backend, sig: str) -> Snapshot:
 
 def snapshot_ok(sig: str, data: bytes) -> bool:
     """Whether `data` is the snapshot `sig` (decodes, and its record hashes to `sig`): checked
-    before a snapshot from anywhere is used or copied."""
+    before a snapshot from anywhere is used or copied. One in a newer format is intact when its
+    bytes hash to its id: this repro cannot read it, but copies and keeps it for one that can."""
     from repro.canonical import hash_bytes
+    from repro.errors import NewerFormatError
 
     if hash_bytes(data) != sig:
         return False
     try:
         Snapshot.decode(data, f"snapshot {sig[:12]}")
+    except NewerFormatError:
+        return True
     except Exception:
         return False
     return True
@@ -305,7 +305,7 @@ def _ensure_available(project: Project, targets: dict[str, dict[str, Any]]) -> N
             good = cache.verified_set({e.hash for e in entries})
             missing += [(f"{path}/{e.path}", e.hash) for e in entries if e.hash not in good]
     if missing:
-        from repro.remote import fetch_missing
+        from repro.fetch import fetch_missing
 
         still = fetch_missing(project, missing)
         if still:

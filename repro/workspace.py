@@ -10,41 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from repro.errors import PathError
 from repro.hashing.engine import HashResult
 from repro.hashing.state import StatKey, now_ns, restat
 from repro.hashing.tree import TreeEntry
+from repro.model import PathHash  # lived here; signatures and the planner use it too
 from repro.project import Project
 from repro.safety import safe_rel
 from repro.store.objects import ObjectStore
-
-
-@dataclass(frozen=True)
-class PathHash:
-    """What a lock file records for a path: its hash, bytes, and whether it is a folder."""
-
-    hash: str
-    size: int
-    isdir: bool = False
-    nfiles: int = 1
-
-    def to_dict(self) -> dict:
-        d: dict = {"hash": self.hash, "size": self.size}
-        if self.isdir:
-            d["isdir"] = True
-            d["nfiles"] = self.nfiles
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PathHash:
-        return cls(
-            d["hash"], int(d.get("size", 0)), bool(d.get("isdir", False)), int(d.get("nfiles", 1))
-        )
-
-    @classmethod
-    def of(cls, r: HashResult) -> PathHash:
-        return cls(r.hash, r.size, r.is_dir, r.nfiles)
 
 
 @dataclass
@@ -249,3 +224,39 @@ def _place(
             records.append((sources[e.hash], key, e.hash, checked))
         report.placed += 1
     project.state.put_many(records)
+
+
+@dataclass
+class Absent:
+    """What of a recorded path the local cache lacks: the objects (with the workspace path
+    that needs each), and how many files and bytes they stand for."""
+
+    objects: list[tuple[str, str]] = field(default_factory=list)
+    count: int = 0
+    bytes: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.objects)
+
+    def add(self, other: Absent) -> None:
+        self.objects += other.objects
+        self.count += other.count
+        self.bytes += other.bytes
+
+
+def absent(project: Project, rel: str, d: dict[str, Any]) -> Absent:
+    """The objects of recorded path `rel` (its lock entry `d`) missing from the local cache.
+    A folder whose tree is missing counts as all its files (the tree says which they are)."""
+    cache = project.cache
+    h = d["hash"]
+    size = int(d.get("size", 0))
+    if not cache.has_verified(h):
+        return Absent([(rel, h)], int(d.get("nfiles", 1)), size)
+    if not d.get("isdir"):
+        return Absent()
+    entries = cache.get_tree(h).entries  # a verified tree that names unsafe paths: refused
+    good = cache.verified_set({e.hash for e in entries})
+    lacking = [e for e in entries if e.hash not in good]
+    return Absent(
+        [(f"{rel}/{e.path}", e.hash) for e in lacking], len(lacking), sum(e.size for e in lacking)
+    )

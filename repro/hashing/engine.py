@@ -100,7 +100,6 @@ class Hasher:
         # With `inside` (the project's real path), symlinks leading out of it are refused.
         self.inside = inside
         self.files_read = 0
-        self.bytes_read = 0
         # Within a `session()`, results are remembered so a folder several stages read is walked
         # once per run; whoever writes to the workspace calls `invalidate` for what it wrote.
         self._memo: dict[str, HashResult] | None = None
@@ -169,7 +168,6 @@ class Hasher:
                 if pool:
                     pool.shutdown(wait=True, cancel_futures=True)
             self.files_read += len(misses)
-            self.bytes_read += sum(entries[i].st.st_size for i in misses)
             self.state.put_many(
                 (infos[i].abs, infos[i].key, infos[i].hash, checked)  # type: ignore[union-attr]
                 for i in misses

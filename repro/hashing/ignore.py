@@ -35,6 +35,7 @@ DEFAULT_DIRS = frozenset(
         ".ruff_cache",
     }
 )
+OWNED_DIRS = frozenset({".git", ".repro"})  # git's and repro's own: never part of a folder
 DEFAULT_FILES = (
     "*.pyc",
     "*.pyo",
@@ -65,10 +66,75 @@ class _Layer:
     spec: Any  # pathspec.GitIgnoreSpec
 
 
-def _compile(text: str) -> Any:
+# Bounds on a rule file (it may come with `git pull`): pathspec turns each pattern into a
+# backtracking regex, so `*a*a*a*a*a*ab` takes 10 s on one 100-character name and
+# `a/**/a/**/a/**/b` seconds on one deep path; 50k patterns cost 10 ms a file. Real files hold
+# a few hundred patterns with one or two wildcards each. A pattern with two `*` runs in one name
+# (`*a*b`) or two `**` costs ~0.5 ms on a 255-character name, so only a few of those are allowed.
+MAX_PATTERNS = 2000
+MAX_PATTERN_CHARS = 1000
+MAX_STARS_PER_PART = 2  # runs of `*` inside one path component (3 cost ~20 ms a long name)
+MAX_DOUBLE_STARS = 2  # `**` components in one pattern
+MAX_COMPLEX = 50  # patterns at either bound above
+
+
+def _pattern_problem(line: str) -> tuple[str | None, bool]:
+    """Why a pattern is refused (it could take minutes to match) or None, and whether it is
+    at a bound (costly enough that only MAX_COMPLEX such patterns are allowed)."""
+    if len(line) > MAX_PATTERN_CHARS:
+        return f"is over {MAX_PATTERN_CHARS} characters", True
+    parts = line.strip().lstrip("!").split("/")
+    runs = [p for i, p in enumerate(parts) if p == "**" and (i == 0 or parts[i - 1] != "**")]
+    if len(runs) > MAX_DOUBLE_STARS:  # `**/**` is one `**`
+        return f"has more than {MAX_DOUBLE_STARS} '**' components", True
+    stars = max((len(re.findall(r"\*+", p)) for p in parts if p != "**"), default=0)
+    if stars > MAX_STARS_PER_PART:
+        return f"has more than {MAX_STARS_PER_PART} '*' wildcards in one name", True
+    return None, len(runs) == MAX_DOUBLE_STARS or stars == MAX_STARS_PER_PART
+
+
+def _compile(text: str, source: str = IGNORE_FILE) -> Any:
+    from repro.errors import UntrustedInputError
+
+    lines = text.splitlines()
+    patterns = complex_ = 0
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        patterns += 1
+        if patterns > MAX_PATTERNS:
+            raise UntrustedInputError(
+                source, "pattern count", patterns, f"is over {MAX_PATTERNS} patterns"
+            )
+        problem, costly = _pattern_problem(line)
+        complex_ += costly
+        if problem is None and complex_ > MAX_COMPLEX:
+            problem = f"is the {MAX_COMPLEX + 1}th pattern with two '*' in a name or two '**'"
+        if problem:
+            raise UntrustedInputError(
+                source, f"line {n}", line, f"{problem} (a pattern that could take minutes)"
+            )
+    try:
+        return _from_lines(lines)
+    except Exception:  # pathspec raises ValueError, re.error and errors of its own
+        for n, line in enumerate(lines, 1):
+            try:
+                _from_lines([line])
+            except Exception as exc:
+                raise UntrustedInputError(
+                    source, f"line {n}", line, f"is not a valid pattern ({exc})"
+                ) from None
+        raise
+
+
+def _from_lines(lines: list[str]) -> Any:
+    import warnings
+
     import pathspec
 
-    return pathspec.GitIgnoreSpec.from_lines(text.splitlines())
+    with warnings.catch_warnings():  # re's "possible nested set" is no concern of the user's
+        warnings.simplefilter("ignore")
+        return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 @dataclass
@@ -82,7 +148,10 @@ class Matcher:
     sources: list[tuple[str, str]] = field(default_factory=list)
 
     def ignored(self, rel: str, name: str, is_dir: bool) -> bool:
-        """Whether `rel` (relative to the project root, POSIX) is ignored."""
+        """Whether `rel` (relative to the project root, POSIX) is ignored. `.git` and `.repro`
+        always are: no rule file (it may come with `git pull`) re-includes them with `!`."""
+        if is_dir and name in OWNED_DIRS:
+            return True
         for layer in reversed(self.layers):
             if layer.base and not rel.startswith(layer.base):
                 continue
@@ -95,11 +164,12 @@ class Matcher:
     def enter(self, folder: str, rel_prefix: str) -> Matcher:
         """The matcher for the folder `folder` (absolute) whose path relative to the project
         root is `rel_prefix` ("" or ending in "/"): adds its own `.reproignore`, if any."""
-        text = _read_rules(os.path.join(folder, IGNORE_FILE))
+        text = _read_rules(os.path.join(folder, IGNORE_FILE), rel_prefix + IGNORE_FILE)
         if text is None:
             return self
         self.sources.append((rel_prefix + IGNORE_FILE, _digest(text)))
-        return Matcher((*self.layers, _Layer(rel_prefix, _compile(text))), self.sources)
+        spec = _compile(text, rel_prefix + IGNORE_FILE)
+        return Matcher((*self.layers, _Layer(rel_prefix, spec)), self.sources)
 
     def identity(self) -> str:
         """What the rules of one walk were: changes when a default or any rule file does."""
@@ -114,12 +184,15 @@ def _digest(text: str) -> str:
     return xxhash.xxh3_64_hexdigest(text.encode())
 
 
-def _read_rules(path: str) -> str | None:
+def _read_rules(path: str, label: str = IGNORE_FILE) -> str | None:
     """The text of a rule file, or None when there is none (a folder, a dangling link …)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(1 << 20)  # 1 MiB of patterns is far past any real file
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+    from repro.readfile import read_bytes
+
+    if os.path.isdir(path):
+        return None
+    try:  # opened without blocking: a FIFO named `.reproignore` is an error, not a hang
+        data = read_bytes(path, label, 1 << 20)  # 1 MiB of patterns is far past any real file
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return data.decode("utf-8", "replace")
 

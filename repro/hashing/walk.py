@@ -61,12 +61,10 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 def walk_files(
     root: str,
-    skip: frozenset[str] = frozenset(),
     inside: str | None = None,
     rules: tuple[Matcher, str] | None = None,
 ) -> list[WalkEntry]:
-    """Every regular file below `root`, sorted by relative path. `skip` holds names to ignore
-    at any depth (for example `.repro`, `.git` when hashing a whole project). With `inside` (a
+    """Every regular file below `root`, sorted by relative path. With `inside` (a
     real path), a symlink leading out of that folder is an error instead of being followed.
     With `rules` (the matcher in force above `root` and `root`'s path relative to the rules'
     base), ignored files and folders are left out, and `.reproignore` files met on the way
@@ -85,12 +83,10 @@ def walk_files(
             with os.scandir(folder) as it:
                 listed = list(it)
         except OSError as exc:
-            raise PathError(f"{folder}: cannot list folder ({exc.strerror}).") from None
+            raise PathError(folder, f"cannot list folder ({exc.strerror})") from None
         if matcher is not None and any(e.name == IGNORE_FILE for e in listed):
             matcher = matcher.enter(folder, base + prefix)
         for entry in listed:
-            if entry.name in skip:
-                continue
             rel = prefix + entry.name
             # Before the stat: an ignored dangling link (an editor's `.#name` lock) is no error.
             if matcher is not None and matcher.ignored(base + rel, entry.name, _is_dir(entry)):
@@ -100,7 +96,7 @@ def walk_files(
                     try:
                         st = os.stat(entry.path)
                     except FileNotFoundError:
-                        raise PathError(f"{entry.path}: dangling symlink.") from None
+                        raise PathError(entry.path, "dangling symlink") from None
                     real = link_leaves(entry.path, inside)
                     if real is not None:
                         raise outside_link_error(entry.path, real, inside or "")
@@ -109,16 +105,16 @@ def walk_files(
             except OSError as exc:
                 if isinstance(exc, PathError):
                     raise
-                raise PathError(f"{entry.path}: cannot stat ({exc.strerror}).") from None
+                raise PathError(entry.path, f"cannot stat ({exc.strerror})") from None
             if statmod.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in seen:
-                    raise PathError(f"{entry.path}: symlink cycle.")
+                    raise PathError(entry.path, "symlink cycle")
                 seen.add(key)
                 stack.append((entry.path, rel + "/", matcher))
             elif statmod.S_ISREG(st.st_mode):
                 out.append(WalkEntry(rel, entry.path, st))
             else:
-                raise PathError(f"{entry.path}: not a regular file or folder.")
+                raise PathError(entry.path, "not a regular file or folder")
     out.sort(key=lambda e: e.rel)
     return out

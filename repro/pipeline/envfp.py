@@ -200,7 +200,9 @@ def probe_interpreter(
     key = (interp, *(env.get(k) for k in _ENV_KEYS))
     path = os.path.join(cache_dir, f"py-{hash_record(['probe', PROBE_VERSION, *key])}.json")
     cached = _MEMO.get(key) or _read_json(path)
-    if cached and cached.get("stamp") == _stamp(interp, cached.get("env", {}).get("paths", [])):
+    if not (cached and isinstance(cached.get("stamp"), list) and valid_env(cached["env"], True)):
+        cached = None  # `.repro/tmp` may be shared or tampered with: a bad entry is re-probed
+    if cached and cached["stamp"] == _stamp(interp, cached["env"].get("paths", [])):
         _MEMO[key] = cached
         return cached["env"]
     probed = _run_probe(interp, env, cwd, stage)
@@ -210,29 +212,63 @@ def probe_interpreter(
     return probed
 
 
+def probe_timeout() -> float:
+    """Seconds a probe may take (a cold conda interpreter can be slow to list its packages);
+    `REPRO_ENV_PROBE_TIMEOUT` overrides the default."""
+    try:
+        return max(0.1, float(os.environ.get("REPRO_ENV_PROBE_TIMEOUT", PROBE_TIMEOUT)))
+    except ValueError:
+        return PROBE_TIMEOUT
+
+
 def _run_probe(interp: str, env: dict[str, str], cwd: str, stage: str) -> dict[str, Any]:
     import json
+    import signal
     import subprocess
+    import tempfile
 
     why = ""
+    timeout = probe_timeout()
     try:
-        p = subprocess.run(
-            [interp, "-c", _PROBE],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT,
-        )
-        if p.returncode == 0:
-            doc = json.loads(p.stdout.decode().strip().splitlines()[-1])
-            if isinstance(doc, dict) and isinstance(doc.get("packages"), dict):
+        # Output goes to files, not pipes, and the probe gets a process group of its own: an
+        # interpreter that leaves a child holding its output (a wrapper script's `sleep &`)
+        # cannot keep repro waiting past the timeout, nor fill memory with its answer.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                [interp, "-c", _PROBE],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # its leftovers too
+                except OSError:
+                    pass
+                proc.wait()
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(16 << 20), err.read(64 << 10)
+        if code is None:
+            why = f"no answer in {timeout:g} s"
+        elif code == 0:
+            lines = stdout.decode(errors="replace").strip().splitlines()
+            doc = json.loads(lines[-1]) if lines else None
+            if isinstance(doc, dict):
                 doc.setdefault("paths", [])
+            if valid_env(doc, paths=True):
                 return doc
-        why = first_line(p.stderr.decode(errors="replace")) if p.stderr else f"exit {p.returncode}"
-    except subprocess.TimeoutExpired:
-        why = f"no answer in {PROBE_TIMEOUT} s"
-    except (OSError, ValueError, IndexError) as exc:
+            why = "its answer is not an environment"
+        else:
+            why = first_line(stderr.decode(errors="replace")) if stderr.strip() else f"exit {code}"
+    except (OSError, ValueError, RecursionError) as exc:
         why = first_line(exc)
     raise EnvProbeError(
         f"stage '{stage}': cannot read the environment of its interpreter {interp} ({why})."
@@ -277,12 +313,29 @@ def _dist_listing(folder: str) -> str | None:
 def _read_json(path: str) -> dict[str, Any] | None:
     import json
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
+    from repro.readfile import MAX_BYTES, read_bytes
+
+    try:  # never blocks: a FIFO planted here must not hang `status`
+        doc = json.loads(read_bytes(path, path, MAX_BYTES["json"]))
+    except (OSError, ValueError, RecursionError, ReproError):
         return None
     return doc if isinstance(doc, dict) and isinstance(doc.get("env"), dict) else None
+
+
+def valid_env(env: Any, paths: bool = False) -> bool:
+    """Whether a probe's answer (or a cached one: `.repro/tmp` may be shared or tampered with)
+    has the shape the signature code relies on; anything else is probed afresh."""
+    if not isinstance(env, dict):
+        return False
+    if any(not isinstance(env.get(k), (str, type(None))) for k in ("python", "platform")):
+        return False
+    pk = env.get("packages")
+    if not isinstance(pk, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, type(None))) for k, v in pk.items()
+    ):
+        return False
+    found = env.get("paths", [])
+    return not paths or (isinstance(found, list) and all(isinstance(p, str) for p in found))
 
 
 def _write_json(path: str, doc: Any) -> None:
@@ -337,10 +390,13 @@ def image_environment(tmp_dir: str, digest: str) -> dict[str, Any]:
     import json
 
     path = os.path.join(tmp_dir, "envfp", digest.replace("/", "_").replace(":", "_") + ".json")
+    from repro.readfile import MAX_BYTES, read_bytes
+
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        cached = json.loads(read_bytes(path, path, MAX_BYTES["json"]))
+        if valid_env(cached):
+            return cached
+    except (OSError, ValueError, RecursionError, ReproError):
         pass
     from repro.execution.images import client
 

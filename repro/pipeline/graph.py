@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
@@ -30,8 +30,6 @@ class Graph:
     upstream: dict[str, set[str]]
     downstream: dict[str, set[str]]
     order: list[str]
-    # for each stage: dep path -> the stage writing it (or inside/around it)
-    producers: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     @property
     def stages(self) -> dict[str, Stage]:
@@ -125,7 +123,6 @@ def build_graph(spec: Spec, root: str, check_missing: bool = True) -> Graph:
 
     data_set = set(spec.data)
     upstream: dict[str, set[str]] = {n: set() for n in spec.stages}
-    producers: dict[str, dict[str, set[str]]] = {n: {} for n in spec.stages}
     for st in spec.stages.values():
         own = set(st.out_paths)
         for dep in (
@@ -144,7 +141,6 @@ def build_graph(spec: Spec, root: str, check_missing: bool = True) -> Graph:
                 )
                 continue
             if prod:
-                producers[st.name][dep] = prod
                 upstream[st.name] |= prod
             elif (
                 check_missing
@@ -172,11 +168,11 @@ def build_graph(spec: Spec, root: str, check_missing: bool = True) -> Graph:
         order = list(ts.static_order())
     except CycleError as exc:
         cycle = exc.args[1]
-        raise SpecError(f"{f}: the stages form a cycle: {' -> '.join(cycle)}.") from None
+        raise SpecError(f, f"the stages form a cycle: {' -> '.join(cycle)}") from None
     # Keep declaration order among independent stages, for stable output.
     rank = {n: i for i, n in enumerate(spec.stages)}
     order = _stable_topo(order, upstream, rank)
-    return Graph(spec, upstream, downstream, order, producers)
+    return Graph(spec, upstream, downstream, order)
 
 
 def _stable_topo(

@@ -13,8 +13,9 @@ from typing import Any
 
 from repro.canonical import packb, unpackb
 from repro.errors import ReproError, first_line
+from repro.model import PathHash
 from repro.store.backend import Backend
-from repro.workspace import PathHash
+from repro.store.layout import RUNCACHE_FORMAT, check_format, runcache_key
 
 
 @dataclass
@@ -28,6 +29,7 @@ class RunCacheEntry:
     def encode(self) -> bytes:
         return packb(
             {
+                "format": RUNCACHE_FORMAT,
                 "signature": self.signature,
                 "stage": self.stage,
                 "run_id": self.run_id,
@@ -40,13 +42,16 @@ class RunCacheEntry:
     def decode(cls, data: bytes, source: str = "run-cache entry") -> RunCacheEntry:
         """Parse an entry, checking every field (it may come from a shared remote): the
         signature is a hash, output paths are safe project-relative paths that no one else
-        owns, output records are well-formed. Raises UntrustedInputError naming `source`."""
+        owns, output records are well-formed. Raises UntrustedInputError naming `source`, or
+        NewerFormatError for an entry a newer repro wrote in a format this one cannot read;
+        fields this repro does not know are ignored."""
         from repro.errors import UntrustedInputError
         from repro.safety import safe_hash, safe_path_hash, safe_rel
 
         d: Any = unpackb(data)
         if not isinstance(d, dict):
             raise UntrustedInputError(source, "entry", type(d).__name__, "is not a mapping")
+        check_format(d, RUNCACHE_FORMAT, source)
         signature = safe_hash(d.get("signature"), source, "signature")
         stage = d.get("stage")
         if not isinstance(stage, str) or not stage:
@@ -67,10 +72,6 @@ class RunCacheEntry:
             run_id if isinstance(run_id, str) else "",
             float(created) if isinstance(created, int | float) else 0.0,
         )
-
-
-def runcache_key(signature: str) -> str:
-    return f"runs/{signature}"
 
 
 def get_entry(backend: Backend, signature: str, where: str = "") -> RunCacheEntry | None:

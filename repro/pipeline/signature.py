@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.canonical import hash_record
+from repro.enums import ReasonKind
+from repro.model import PathHash
 from repro.pipeline.params import stage_params
 from repro.pipeline.spec import Stage
 from repro.project import Project
-from repro.workspace import PathHash
 
 SIGNATURE_FORMAT = 1
 CODE_EXTENSIONS = {
@@ -50,12 +51,13 @@ CODE_EXTENSIONS = {
 }
 
 
-def dep_kind(path: str) -> str:
+def dep_kind(path: str) -> ReasonKind:
     """`code` for source files (by extension, or an executable name with no extension such as
     a Makefile), `data` for everything else."""
     base = path.rsplit("/", 1)[-1]
     ext = os.path.splitext(base)[1].lower()
-    return "code" if ext in CODE_EXTENSIONS or base in ("Makefile", "Dockerfile") else "data"
+    code = ext in CODE_EXTENSIONS or base in ("Makefile", "Dockerfile")
+    return ReasonKind.CODE if code else ReasonKind.DATA
 
 
 @dataclass

@@ -14,11 +14,13 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.errors import SpecError
-from repro.project import SPEC_FILE, Project
 from repro.safety import output_problem
+
+if TYPE_CHECKING:  # parsing repro.yaml needs a root and a tmp folder, not the store
+    from repro.project import Project
 
 TOP_KEYS = {"stages", "data", "seed", "image", "params"}
 STAGE_KEYS = {
@@ -116,7 +118,6 @@ class Spec:
     stages: dict[str, Stage]
     data: list[str]
     seed: int | None = None
-    image: str | None = None
 
     def output_owner(self, rel: str) -> str | None:
         """The stage whose output is `rel`, contains it, or lies inside it."""
@@ -471,7 +472,7 @@ def parse_spec(text_path: str, root: str) -> Spec:
                 stages[sname] = st
     if problems.items:
         raise SpecError("\n".join(problems.items))
-    return Spec(fname, stages, data, seed, image)
+    return Spec(fname, stages, data, seed)
 
 
 def _parse_stage(
@@ -779,7 +780,7 @@ def load_spec(project: Project) -> Spec:
     """The validated spec, parsed at most once per change of `repro.yaml`."""
     from repro.pipeline.parsecache import cached_parse
 
-    path = os.path.join(project.root, SPEC_FILE)
+    path = project.spec_path
     spec = cached_parse(project.tmp_dir, path, lambda: parse_spec(path, project.root), "spec")
     check_workspace(spec, project.root)
     return spec

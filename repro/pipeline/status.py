@@ -12,19 +12,20 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from repro.enums import ReasonKind
 from repro.errors import PathError
 from repro.lockfile import Lock, load_lock
+from repro.model import PathHash
 from repro.pipeline.envfp import env_changes
 from repro.pipeline.graph import Graph, build_graph
 from repro.pipeline.signature import StageInputs, compute_inputs, dep_kind
 from repro.pipeline.spec import Stage, load_spec
 from repro.project import Project
-from repro.workspace import PathHash
 
 
 @dataclass
 class Reason:
-    kind: str
+    kind: ReasonKind
     target: str
     old: Any = None
     new: Any = None
@@ -34,9 +35,9 @@ class Reason:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "target": self.target}
-        if (self.kind == "image" or self.versions) and self.old != self.new:
+        if (self.kind == ReasonKind.IMAGE or self.versions) and self.old != self.new:
             d["old"], d["new"] = self.old, self.new  # both digests, or both versions
-        if self.kind == "missing":
+        if self.kind == ReasonKind.MISSING:
             d.update(count=self.count or 0, bytes=self.size or 0, fix="repro pull")
         return d
 
@@ -90,12 +91,12 @@ class StatusReport:
 
 def _missing_reason(project: Project, rel: str, d: dict[str, Any]) -> Reason | None:
     """Kind `missing` when the local cache lacks content of recorded path `rel`."""
-    from repro.data import absent
+    from repro.workspace import absent
 
     lacking = absent(project, rel, d)
     if not lacking:
         return None
-    return Reason("missing", rel, count=lacking.count, size=lacking.bytes)
+    return Reason(ReasonKind.MISSING, rel, count=lacking.count, size=lacking.bytes)
 
 
 def data_status(project: Project, paths: list[str], lock: Lock) -> list[DataStatus]:
@@ -107,14 +108,14 @@ def data_status(project: Project, paths: list[str], lock: Lock) -> list[DataStat
         p = project.abs(rel)
         reasons: list[Reason] = []
         if not locked:
-            reasons.append(Reason("new", rel))
+            reasons.append(Reason(ReasonKind.NEW, rel))
         elif not os.path.lexists(p):
             missing = _missing_reason(project, rel, locked)
-            reasons.append(missing or Reason("data", rel, locked.get("hash"), None))
+            reasons.append(missing or Reason(ReasonKind.DATA, rel, locked.get("hash"), None))
         else:
             now = project.hasher.hash_path(p).hash
             if now != locked.get("hash"):
-                reasons.append(Reason("data", rel, locked.get("hash"), now))
+                reasons.append(Reason(ReasonKind.DATA, rel, locked.get("hash"), now))
         out.append(DataStatus(rel, "stale" if reasons else "up-to-date", reasons))
     return out
 
@@ -131,7 +132,7 @@ def _recorded_hash(project: Project, rel: str, recorded: dict[str, dict[str, Any
     """What repro.lock says `rel` holds: its own entry, or its entry in a recorded folder's
     tree when the tree is in the local cache. None when that cannot be known here."""
     from repro.errors import MissingObjectError
-    from repro.workspace import PathHash
+    from repro.model import PathHash
 
     if rel in recorded:
         return PathHash.from_dict(recorded[rel])
@@ -207,9 +208,11 @@ def as_upstream(spec: Any, graph: Graph, name: str, reasons: list[Reason]) -> li
     `upstream`, target the stage), by `status` and `run` alike: one cause, one name."""
     out: list[Reason] = []
     for r in reasons:
-        owner = spec.output_owner(r.target) if r.kind in ("code", "data") else None
+        owner = (
+            spec.output_owner(r.target) if r.kind in (ReasonKind.CODE, ReasonKind.DATA) else None
+        )
         if owner and owner != name and owner in graph.upstream[name]:
-            r = Reason("upstream", owner)
+            r = Reason(ReasonKind.UPSTREAM, owner)
         if all((r.kind, r.target) != (o.kind, o.target) for o in out):
             out.append(r)
     return out
@@ -244,18 +247,18 @@ def image_drift(stage: Stage, lock: Lock) -> list[Reason]:
     locked = lock.images[stage.image]
     if now == locked:
         return []
-    return [Reason("image", stage.image, locked, now)]
+    return [Reason(ReasonKind.IMAGE, stage.image, locked, now)]
 
 
 def input_reasons(stage: Stage, inputs: StageInputs, entry: dict[str, Any] | None) -> list[Reason]:
     """Differences between current inputs and the lock entry of the last successful run."""
     if not entry:
-        return [Reason("new", stage.name)]
+        return [Reason(ReasonKind.NEW, stage.name)]
     if entry.get("signature") == inputs.signature:
         return []
     reasons: list[Reason] = []
     if entry.get("cmd") != inputs.cmd or entry.get("wdir", ".") != inputs.wdir:
-        reasons.append(Reason("cmd", stage.name, entry.get("cmd"), inputs.cmd))
+        reasons.append(Reason(ReasonKind.CMD, stage.name, entry.get("cmd"), inputs.cmd))
     old_deps = entry.get("deps") or {}
     for path, h in inputs.deps.items():
         old = old_deps.get(path)
@@ -267,23 +270,27 @@ def input_reasons(stage: Stage, inputs: StageInputs, entry: dict[str, Any] | Non
     old_params = entry.get("params") or {}
     for key in sorted(set(old_params) | set(inputs.params)):
         if old_params.get(key, _NONE) != inputs.params.get(key, _NONE):
-            reasons.append(Reason("params", key, old_params.get(key), inputs.params.get(key)))
+            reasons.append(
+                Reason(ReasonKind.PARAMS, key, old_params.get(key), inputs.params.get(key))
+            )
     old_env = entry.get("env") or {}
     for key in sorted(set(old_env) | set(inputs.env)):
         if old_env.get(key) != inputs.env.get(key):
-            reasons.append(Reason("env", key, old_env.get(key), inputs.env.get(key)))
+            reasons.append(Reason(ReasonKind.ENV, key, old_env.get(key), inputs.env.get(key)))
     old_fp, new_fp = entry.get("environment") or {}, inputs.environment or {}
     locks = set(old_fp.get("lockfiles") or {}) | set(new_fp.get("lockfiles") or {})
     for target, old, new in env_changes(old_fp, new_fp):  # versions, not lock-file hashes
-        reasons.append(Reason("env", target, old, new, versions=target not in locks))
+        reasons.append(Reason(ReasonKind.ENV, target, old, new, versions=target not in locks))
     if entry.get("image") != inputs.image:
-        reasons.append(Reason("image", stage.image or "", entry.get("image"), inputs.image))
+        reasons.append(
+            Reason(ReasonKind.IMAGE, stage.image or "", entry.get("image"), inputs.image)
+        )
     if entry.get("seed") != inputs.seed:
-        reasons.append(Reason("seed", stage.name, entry.get("seed"), inputs.seed))
+        reasons.append(Reason(ReasonKind.SEED, stage.name, entry.get("seed"), inputs.seed))
     if sorted((entry.get("outs") or {}).keys()) != sorted(inputs.out_paths):
-        reasons.append(Reason("outs", ", ".join(sorted(inputs.out_paths))))
+        reasons.append(Reason(ReasonKind.OUTS, ", ".join(sorted(inputs.out_paths))))
     if not reasons:  # e.g. a signature format change
-        reasons.append(Reason("cmd", stage.name))
+        reasons.append(Reason(ReasonKind.CMD, stage.name))
     return reasons
 
 
@@ -298,14 +305,14 @@ def output_reasons(project: Project, entry: dict[str, Any] | None) -> list[Reaso
         abspath = project.abs(path)
         if not os.path.lexists(abspath):
             missing = _missing_reason(project, path, d) if d.get("cache", True) else None
-            out.append(missing or Reason("outs", path, d.get("hash"), None))
+            out.append(missing or Reason(ReasonKind.OUTS, path, d.get("hash"), None))
             continue
         try:
             now = project.hasher.hash_path(abspath).hash
         except PathError:
             now = None
         if now != d.get("hash"):
-            out.append(Reason("outs", path, d.get("hash"), now))
+            out.append(Reason(ReasonKind.OUTS, path, d.get("hash"), now))
     return out
 
 
@@ -340,7 +347,7 @@ def select(graph: Graph, targets: list[str] | None, downstream: bool = False) ->
 
     for t in targets:
         if t not in graph.stages:
-            raise NotFoundError(f"repro.yaml: no stage named '{t}'.")
+            raise NotFoundError("stage", t, where="repro.yaml")
     chosen = graph.descendants(targets) if downstream else graph.ancestors(targets)
     return [n for n in graph.order if n in chosen]
 
@@ -387,9 +394,10 @@ def _status(project: Project, targets: list[str] | None) -> StatusReport:
         stale_ups = sorted(
             u
             for u in graph.upstream[name]
-            if results[u].state == "stale" and any(r.kind != "missing" for r in results[u].reasons)
+            if results[u].state == "stale"
+            and any(r.kind != ReasonKind.MISSING for r in results[u].reasons)
         )
-        reasons = [Reason("upstream", u) for u in stale_ups]
+        reasons = [Reason(ReasonKind.UPSTREAM, u) for u in stale_ups]
         inputs = None
         try:
             inputs, missing = plan_inputs(project, stage, lock, image_digest(lock, stage))
@@ -401,10 +409,10 @@ def _status(project: Project, targets: list[str] | None) -> StatusReport:
         except PathError as exc:
             if not stale_ups:
                 raise PathError(relative_message(project, exc.message)) from None
-            reasons.append(Reason("data", relative_message(project, str(exc))))
+            reasons.append(Reason(ReasonKind.DATA, relative_message(project, str(exc))))
         if stage.always_changed:
-            reasons.append(Reason("cmd", "always_changed"))
-        if entry and not any(r.kind == "new" for r in reasons):
+            reasons.append(Reason(ReasonKind.CMD, "always_changed"))
+        if entry and not any(r.kind == ReasonKind.NEW for r in reasons):
             reasons += output_reasons(project, entry)
         results[name] = StageStatus(name, "stale" if reasons else "up-to-date", reasons, inputs)
     data = data_status(project, data_paths(spec, names, targets), lock)

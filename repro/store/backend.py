@@ -15,7 +15,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 
 class Backend(ABC):
@@ -30,9 +30,6 @@ class Backend(ABC):
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes: ...
-
-    @abstractmethod
-    def open(self, key: str) -> BinaryIO: ...
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None: ...
@@ -128,9 +125,6 @@ class LocalBackend(Backend):
         with open(self._read_path(key), "rb") as f:
             return f.read()
 
-    def open(self, key: str) -> BinaryIO:
-        return open(self._read_path(key), "rb")
-
     def write_bytes(self, key: str, data: bytes) -> None:
         dst = self.ensure_parent(key)
         tmp = self.tmp_path()
@@ -218,9 +212,6 @@ class FsspecBackend(Backend):
 
     def read_bytes(self, key: str) -> bytes:
         return bytes(self.fs.cat_file(self._rp(key)))
-
-    def open(self, key: str) -> BinaryIO:
-        return self.fs.open(self._rp(key), "rb")
 
     def _put(self, key: str, write: Callable[[str], None]) -> None:
         """Object stores put a whole object in one request (atomic already); file-like stores

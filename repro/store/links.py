@@ -113,7 +113,7 @@ def place(
                     return method
                 except FileExistsError:
                     os.link(src, tmp)
-            elif method in ("copy", "symlink"):
+            elif method == "copy":
                 import shutil
 
                 shutil.copyfile(src, tmp)

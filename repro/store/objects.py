@@ -19,11 +19,8 @@ from repro.hashing.state import StateDB, StatKey, now_ns
 from repro.hashing.tree import Tree
 from repro.safety import is_hash
 from repro.store.backend import Backend, LocalBackend
+from repro.store.layout import OBJECTS, object_key
 from repro.store.links import DEFAULT_LINKS, place, read_only_mode
-
-
-def object_key(h: str) -> str:
-    return f"objects/{h[:2]}/{h[2:]}"
 
 
 class StatRows:
@@ -89,7 +86,7 @@ class ObjectStore:
         one range query, when `n` is large; None (single lookups) when it is small."""
         if self.state is None or self.local is None or n < 64:
             return None
-        return StatRows(self.state, self.local.path("objects"))
+        return StatRows(self.state, self.local.path(OBJECTS))
 
     def _intact(self, p: str, h: str, rows: StatRows | None = None) -> bool:
         """Local object file `p` exists and holds the content named `h`."""
@@ -115,7 +112,7 @@ class ObjectStore:
     def all_hashes(self) -> set[str]:
         """Every object hash present (one listing, not one request per object)."""
         out = set()
-        for key in self.backend.list("objects"):
+        for key in self.backend.list(OBJECTS):
             parts = key.split("/")
             if len(parts) == 3 and is_hash(parts[1] + parts[2]):
                 out.add(parts[1] + parts[2])
@@ -279,7 +276,7 @@ class ObjectStore:
         """`verified_path` for many objects, with one stat-cache query for all of them."""
         local = self.local
         assert local is not None
-        rows = self.state.get_under(local.path("objects")) if self.state is not None else {}
+        rows = self.state.get_under(local.path(OBJECTS)) if self.state is not None else {}
         out: dict[str, str] = {}
         for h in hashes:
             p = local.path(object_key(h))

@@ -1,0 +1,273 @@
+"""Running one stage: choosing its executor, preparing its outputs, executing it, taking
+and storing what it made, keeping its logs, and checking a `--verify` rerun.
+
+A part of `repro.pipeline.runner.Runner` (a mixin: it uses the run's shared state)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from repro.enums import Outcome
+from repro.errors import PathError, ReproError
+from repro.execution.base import ExecContext, ExecRequest, ExecResult, Executor, echo_to
+from repro.gitignore import ensure_ignored, git_tracked
+from repro.pipeline import runcache
+from repro.pipeline.outcome import StageOutcome, _unprotect
+from repro.pipeline.signature import StageInputs
+from repro.pipeline.spec import Stage
+from repro.pipeline.status import (
+    image_digest,
+)
+from repro.safety import is_hash
+from repro.seeds import stage_env
+from repro.workspace import (
+    CheckoutReport,
+    PathHash,
+    check_in,
+    check_out,
+    remove_path,
+    save_before_overwrite,
+)
+
+
+class StageExecution:
+    """Executing one stage and taking its outputs."""
+
+    # -- executors --------------------------------------------------------------------------
+    def executor_choice(self, stage: Stage) -> tuple[str, str]:
+        """(executor name, where the choice came from). The stage's own `executor:` key (a
+        requirement of the stage) wins over `--executor`, which wins over `[run] executor`;
+        without any, a stage with an image runs in a container, others locally."""
+        if stage.executor:
+            line = f", line {stage.line}" if stage.line else ""
+            return stage.executor, f"{self.spec.path}{line}: stage '{stage.name}', key 'executor'"
+        if self._executor_name:
+            return self._executor_name, "--executor"
+        configured = (self.config.get("run") or {}).get("executor")
+        if configured:
+            return configured, ".repro/config.toml: key 'run.executor'"
+        return ("container" if stage.image else "local"), f"stage '{stage.name}'"
+
+    def check_executors(self, names: list[str]) -> None:
+        """Refuse, before anything runs or is written, a chosen executor that names nothing
+        (plug-ins are imported only when a stage needs them)."""
+        from repro.execution.registry import check_name
+
+        if self._executor is None:
+            for n in names:
+                check_name(*self.executor_choice(self.spec.stages[n]))
+
+    def executor_for(self, stage: Stage) -> tuple[str, Executor]:
+        from repro.execution.registry import executor_name, load_executor
+
+        if self._executor is not None:
+            return executor_name(self._executor), self._executor
+        name, source = self.executor_choice(stage)
+        with self._lock:  # one instance per executor per run, made on first use
+            if name not in self._executors:
+                table = (self.config.get("run") or {}).get(name)
+                self._executors[name] = load_executor(
+                    name, source, table if isinstance(table, dict) else {}
+                )
+            return name, self._executors[name]
+
+    def _ignore(self, stage: Stage) -> None:
+        with self._lock:
+            ensure_ignored(self.project.root, [o.path for o in stage.outs if o.cache])
+
+    def _prepare_outputs(self, stage: Stage) -> None:
+        """Make room for the command's outputs: save what the cache lacks, then remove them.
+        Refuses (before touching anything) an output that git tracks or that lies behind a
+        symlink leading out of the project: removing it would delete what is not repro's."""
+        source = f"repro.yaml: stage '{stage.name}', key 'outs'"
+        # Outputs with `cache: false` are meant to live in git (DVC's metrics files): allowed.
+        tracked = git_tracked(self.project.root, [o.path for o in stage.outs if o.cache])
+        if tracked:
+            raise PathError(
+                f"{source}: output '{sorted(tracked)[0]}' is tracked by git; repro would "
+                "delete it before running the stage. Declare it as a dependency, or "
+                "'git rm --cached' it first."
+            )
+        for o in stage.outs:
+            self.project.boundary.check_write(self.project.abs(o.path), source)
+        report = CheckoutReport()
+        for o in stage.outs:
+            p = self.project.abs(o.path)
+            self.project.hasher.invalidate(p)
+            if os.path.lexists(p):
+                save_before_overwrite(self.project, o.path, report)
+                if o.persist:
+                    _unprotect(p)
+                else:
+                    remove_path(p)
+                self.project.hasher.invalidate(p)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+
+    def _exec(self, stage: Stage, out: StageOutcome) -> bool:
+        """Run the command; True when it succeeded and produced every declared output."""
+        os.makedirs(self._log_dir, exist_ok=True)
+        cwd = self.project.abs(stage.wdir) if stage.wdir != "." else self.project.root
+        if not os.path.isdir(cwd):
+            out.status, out.message = Outcome.FAILED, f"working dir '{stage.wdir}' does not exist"
+            return False
+        req = self._request(stage, out.inputs)
+        safe = stage.name.replace("/", "_")
+        ctx = ExecContext(
+            root=self.project.root,
+            stdout_path=os.path.join(self._log_dir, f"{safe}.out"),
+            stderr_path=os.path.join(self._log_dir, f"{safe}.err"),
+            cancel=self.cancel,
+            echo=echo_to(self.echo, f"[{stage.name}] " if self.jobs > 1 else ""),
+        )
+        if self.echo is not None:
+            from repro.execution.base import echo_line
+
+            echo_line(self.echo, "", f"Running stage '{stage.name}':\n> {stage.cmd}")
+        try:
+            out.executor, executor = self.executor_for(stage)
+            result = executor.run(req, ctx)
+        except ReproError as exc:
+            out.status, out.message = Outcome.FAILED, exc.message
+            return False
+        out.exit_code = result.exit_code
+        out.seconds = result.seconds
+        out.worker = result.worker if isinstance(result.worker, str) else None
+        out.stdout = self._log_of(result.stdout, result.stdout_path or ctx.stdout_path)
+        out.stderr = self._log_of(result.stderr, result.stderr_path or ctx.stderr_path)
+        if result.error:
+            out.status, out.message = Outcome.FAILED, f"stage '{stage.name}': {result.error}"
+            return False
+        if result.exit_code != 0:
+            out.status = Outcome.FAILED
+            out.message = (
+                f"stage '{stage.name}' failed: its command exited with code {result.exit_code}"
+            )
+            return False
+        if result.outs is not None and not self._take_outs(stage, out, result):
+            return False
+        for o in stage.outs:
+            self.project.hasher.invalidate(self.project.abs(o.path))
+        missing = [o.path for o in stage.outs if not os.path.lexists(self.project.abs(o.path))]
+        if missing:
+            out.status = Outcome.FAILED
+            out.message = f"stage '{stage.name}' did not produce its declared output '{missing[0]}'"
+            return False
+        return True
+
+    def _request(self, stage: Stage, inputs: StageInputs | None) -> ExecRequest:
+        """What to run, as it can be sent elsewhere: the stage's declared environment (its seed,
+        its `env:` variables as set here), never the whole environment of this process."""
+        declared = {k: os.environ[k] for k in stage.env if k in os.environ}
+        url = None
+        if self.remote:
+            remote = (self.config.get("remote") or {}).get(self.remote) or {}
+            url = remote.get("url") if isinstance(remote.get("url"), str) else None
+        return ExecRequest(
+            stage=stage.name,
+            cmd=stage.cmd,
+            wdir=stage.wdir,
+            env={**declared, **stage_env(stage.seed), "REPRO_STAGE": stage.name},
+            seed=stage.seed,
+            deps={p: h.hash for p, h in inputs.deps.items()} if inputs else {},
+            outs=tuple(stage.out_paths),
+            image=inputs.image if inputs else image_digest(self.lock, stage),
+            network=stage.network,
+            store_url=url,
+            run_id=self.run_id,
+        )
+
+    def _log_of(self, stored: str | None, path: str) -> str | None:
+        """The log's object: the one the executor stored (when the cache holds it), else the
+        local file's."""
+        if stored is not None and is_hash(stored) and self.project.cache.has_verified(stored):
+            return stored
+        return self._keep_log(path)
+
+    def _take_outs(self, stage: Stage, out: StageOutcome, result: ExecResult) -> bool:
+        """Outputs the executor stored itself: checked like any record from outside (declared
+        paths, real hashes, content in the cache), then put into the workspace."""
+        from repro.safety import safe_path_hash
+
+        source = f"executor '{out.executor}', stage '{stage.name}'"
+        reported = result.outs or {}
+        try:
+            if not isinstance(reported, dict) or sorted(reported) != sorted(stage.out_paths):
+                raise ReproError(f"{source}: reported other outputs than the stage declares.")
+            outs = {
+                p: PathHash.from_dict(safe_path_hash(reported[p], source, f"outs[{p!r}]"))
+                for p in stage.out_paths
+            }
+            report = CheckoutReport()
+            for o in stage.outs:
+                if o.cache:
+                    if not self.project.cache.has_verified(outs[o.path].hash):
+                        h = outs[o.path].hash
+                        raise ReproError(f"{source}: output '{o.path}' ({h}) is not in the cache.")
+                    check_out(self.project, o.path, outs[o.path], report=report)
+        except ReproError as exc:
+            out.status, out.message = Outcome.FAILED, exc.message
+            return False
+        out.outs = outs
+        return True
+
+    def _keep_log(self, path: str) -> str | None:
+        if not os.path.exists(path):
+            return None
+        from repro.hashing.filehash import hash_file
+
+        h = hash_file(path)
+        self.project.cache.put_file(path, h)
+        return h
+
+    def _hash_outputs(self, stage: Stage, link: bool) -> dict[str, PathHash]:
+        outs = {}
+        for o in stage.outs:
+            r = self.project.hasher.hash_path(self.project.abs(o.path), files=True)
+            if o.cache:
+                check_in(self.project, r, link=link)
+            outs[o.path] = PathHash.of(r)
+        return outs
+
+    def _execute(self, stage: Stage, inputs: StageInputs, out: StageOutcome) -> None:
+        try:
+            self._prepare_outputs(stage)
+        except ReproError as exc:
+            out.status, out.message = Outcome.FAILED, exc.message
+            return
+        if not self._exec(stage, out):
+            return
+        if not out.outs:  # the executor stored none itself
+            out.outs = self._hash_outputs(stage, link=True)
+        runcache.put_entry(
+            self.project.cache.backend, inputs.signature, stage.name, out.outs, self.run_id
+        )
+        self._ignore(stage)
+
+    def _verify(
+        self, stage: Stage, inputs: StageInputs, out: StageOutcome, t0: float
+    ) -> StageOutcome:
+        """Rerun a stage whose result is recorded and compare outputs byte for byte."""
+        hit = runcache.get_entry(self.project.cache.backend, inputs.signature)
+        if hit is None:
+            out.status = Outcome.FAILED
+            out.message = (
+                f"stage '{stage.name}' has no recorded result for its current inputs; "
+                "run it first, then verify"
+            )
+            return out
+        self._prepare_outputs(stage)
+        out.status = Outcome.RAN
+        if not self._exec(stage, out):
+            return out
+        new = self._hash_outputs(stage, link=False)
+        out.mismatches = sorted(p for p, h in new.items() if h.hash != hit.outs[p].hash)
+        out.verified = not out.mismatches
+        out.outs = hit.outs
+        # Put the recorded outputs back; differing new ones are saved to the cache first.
+        report = CheckoutReport()
+        for o in stage.outs:
+            if o.cache:
+                check_out(self.project, o.path, hit.outs[o.path], report=report)
+        out.seconds = time.perf_counter() - t0
+        return out
