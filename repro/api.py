@@ -26,6 +26,7 @@ from repro.errors import NotFoundError, PathError, UsageError
 
 if TYPE_CHECKING:
     from repro.data import Added
+    from repro.pipeline.probes import Probes
     from repro.pipeline.runner import RunResult
     from repro.pipeline.status import StatusReport
     from repro.project import Project
@@ -198,7 +199,15 @@ def status(stages: Names = None, root: PathLike = ".") -> StatusReport:
     from repro.pipeline.status import report
 
     with _open(root) as project:
-        return report(project, _names(stages))
+        return report(project, _names(stages), _probes())
+
+
+def _probes() -> Probes:
+    """The environment probes the commands hand the planner: they ask the Docker engine what
+    an image tag points at now and what an image holds (the planner never asks by itself)."""
+    from repro.execution.images import docker_probes
+
+    return docker_probes()
 
 
 def diff(a: str | None = None, b: str | None = None, root: PathLike = ".") -> dict[str, Any]:
@@ -208,7 +217,7 @@ def diff(a: str | None = None, b: str | None = None, root: PathLike = ".") -> di
     from repro.diff import diff as compute
 
     with _open(root) as project:
-        return compute(project, a, b)
+        return compute(project, a, b, _probes())
 
 
 def log(

@@ -14,6 +14,7 @@ from typing import Any
 
 from repro.errors import PathError, ReproError
 from repro.pipeline.envfp import env_changes
+from repro.pipeline.probes import CACHED, Probes
 from repro.pipeline.signature import dep_kind
 from repro.project import Project
 from repro.snapshots import Snapshot
@@ -32,11 +33,14 @@ DEFAULT_SEVERITY = {
 DEFAULT_METRIC_THRESHOLD = 0.01
 
 
-def workspace_snapshot(project: Project, absent: list[str] | None = None) -> Snapshot:
+def workspace_snapshot(
+    project: Project, absent: list[str] | None = None, probes: Probes = CACHED
+) -> Snapshot:
     """The workspace as a snapshot (nothing stored): current inputs and outputs of every stage.
 
     A path repro.lock records but the workspace lacks (a fresh clone before `repro pull`) is
-    taken as recorded and listed in `absent`: its content is elsewhere, not changed."""
+    taken as recorded and listed in `absent`: its content is elsewhere, not changed. Images are
+    asked of `probes` (injected by the caller; the default starts nothing)."""
     from repro.lockfile import Lock, load_lock
     from repro.model import PathHash
     from repro.pipeline.spec import load_spec
@@ -49,7 +53,7 @@ def workspace_snapshot(project: Project, absent: list[str] | None = None) -> Sna
     stages = {}
     for name, st in spec.stages.items():
         try:
-            inputs, _ = plan_inputs(project, st, lock, image_digest(lock, st))
+            inputs, _ = plan_inputs(project, st, lock, image_digest(lock, st), probes)
         except ReproError:
             continue
         if inputs is None:
@@ -272,7 +276,9 @@ def diff_snapshots(
     return stages_out, data_out
 
 
-def diff(project: Project, a: str | None = None, b: str | None = None) -> dict[str, Any]:
+def diff(
+    project: Project, a: str | None = None, b: str | None = None, probes: Probes = CACHED
+) -> dict[str, Any]:
     """Compare two states. Each is a snapshot sig (or prefix), a git revision (its
     `repro.lock`), `repro.lock` or `workspace`; by default `repro.lock` against the workspace:
     what changed since the last recorded state of this checkout."""
@@ -281,7 +287,7 @@ def diff(project: Project, a: str | None = None, b: str | None = None) -> dict[s
     a_full, snap_a = resolve_state(project, a or LOCK_REF)
     absent: list[str] = []
     if b is None or b == "workspace":
-        snap_b, b_full, is_ws = workspace_snapshot(project, absent), "workspace", True
+        snap_b, b_full, is_ws = workspace_snapshot(project, absent, probes), "workspace", True
     else:
         b_full, snap_b = resolve_state(project, b)
         is_ws = False

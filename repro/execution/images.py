@@ -12,14 +12,11 @@ import os
 from typing import Any
 
 from repro.errors import MissingExtraError, ReproError, first_line
+from repro.pipeline.probes import Probes, is_pinned
 
 
 class ImageError(ReproError):
     """An image that cannot be resolved or run, or no engine to ask."""
-
-
-def is_pinned(ref: str) -> bool:
-    return "@sha256:" in ref
 
 
 def client() -> Any:
@@ -100,3 +97,47 @@ def _lock_images(project: Any, update: bool) -> dict[str, tuple[str | None, str]
             del lock.images[ref]
     save_lock(project.lock_path, lock)
     return changes
+
+
+_IMAGE_PROBE = (
+    "import json, sys, platform\n"
+    "from importlib import metadata\n"
+    "pk = {}\n"
+    "for d in metadata.distributions():\n"
+    "    n = d.metadata['Name']\n"
+    "    if n: pk.setdefault(n.lower().replace('_', '-').replace('.', '-'), d.version)\n"
+    "print(json.dumps({'python': platform.python_version(),"
+    " 'platform': sys.platform + '-' + platform.machine(), 'packages': pk}))\n"
+)
+
+
+def _sh_quote(s: str) -> str:
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def probe_image(digest: str) -> dict[str, Any]:
+    """The environment inside an image (Python, platform, distributions), read by a
+    short-lived container with no network; the planner caches it per digest."""
+    import json
+
+    script = (
+        f"if command -v python3 >/dev/null 2>&1; then python3 -c {_sh_quote(_IMAGE_PROBE)}; "
+        'else echo \'{"python": null, "platform": null, "packages": {}}\'; fi'
+    )
+    out = client().containers.run(
+        digest, ["sh", "-c", script], remove=True, network_mode="none", stdout=True, stderr=False
+    )
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def _resolve_or_unknown(ref: str) -> str | None:
+    try:
+        return resolve(ref)
+    except ReproError:
+        return None  # no engine to ask: the locked digest stands
+
+
+def docker_probes() -> Probes:
+    """The probes the commands hand the planner: ask the Docker engine (lazily: nothing is
+    contacted until a stage with an image needs it)."""
+    return Probes(resolve_image=_resolve_or_unknown, probe_image=probe_image)

@@ -12,6 +12,7 @@ from repro.enums import NOT_DONE, Outcome, ReasonKind
 from repro.errors import PathError, ReproError, SpecError
 from repro.pipeline import runcache
 from repro.pipeline.outcome import StageOutcome, _warn
+from repro.pipeline.probes import Probes
 from repro.pipeline.signature import StageInputs, compute_inputs
 from repro.pipeline.spec import Stage
 from repro.pipeline.status import (
@@ -33,6 +34,14 @@ from repro.workspace import (
 
 class StageDecision:
     """Deciding, for one stage, what this run does with it."""
+
+    @property
+    def _probes(self) -> Probes:
+        """What the planner may ask of the Docker engine: a run that has images to run asks
+        it what they hold (the planner itself is handed these, never imports them)."""
+        from repro.execution.images import docker_probes
+
+        return docker_probes()
 
     # -- what observers are told ------------------------------------------------------------
     def _announce(self, name: str, signature: str | None, reasons: list[Reason]) -> None:
@@ -128,12 +137,12 @@ class StageDecision:
         what the lock recorded for it."""
         image = image_digest(self.lock, stage)
         if self.dry_run:
-            inputs, _missing = plan_inputs(self.project, stage, self.lock, image)
+            inputs, _missing = plan_inputs(self.project, stage, self.lock, image, self._probes)
             if inputs is not None:
                 return inputs
         else:
             self._put_back_deps(stage)
-        return compute_inputs(self.project, stage, image)
+        return compute_inputs(self.project, stage, image, self._probes)
 
     def _put_back_deps(self, stage: Stage) -> None:
         from repro.data import ensure_local

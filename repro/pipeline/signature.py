@@ -16,6 +16,7 @@ from repro.canonical import hash_record
 from repro.enums import ReasonKind
 from repro.model import PathHash
 from repro.pipeline.params import stage_params
+from repro.pipeline.probes import CACHED, Probes
 from repro.pipeline.spec import Stage
 from repro.project import Project
 
@@ -90,7 +91,12 @@ class StageInputs:
         }
 
 
-def compute_inputs(project: Project, stage: Stage, image_digest: str | None = None) -> StageInputs:
+def compute_inputs(
+    project: Project,
+    stage: Stage,
+    image_digest: str | None = None,
+    probes: Probes = CACHED,
+) -> StageInputs:
     """Hash the stage's dependencies (stat cache first), read its params, and sign it all."""
     hasher = project.hasher
     deps: dict[str, PathHash] = {}
@@ -98,7 +104,7 @@ def compute_inputs(project: Project, stage: Stage, image_digest: str | None = No
         deps[rel] = PathHash.of(hasher.hash_path(project.abs(rel)))
     environment = None
     if stage.environment is not None:
-        environment = stage_fingerprint(project, stage, image_digest)
+        environment = stage_fingerprint(project, stage, image_digest, probes)
     inputs = StageInputs(
         deps=deps,
         params=stage_params(project, stage),
@@ -115,12 +121,13 @@ def compute_inputs(project: Project, stage: Stage, image_digest: str | None = No
 
 
 def stage_fingerprint(
-    project: Project, stage: Stage, image_digest: str | None = None
+    project: Project, stage: Stage, image_digest: str | None = None, probes: Probes = CACHED
 ) -> dict[str, Any]:
     """The declared environment of the interpreter the stage will run: probed inside its
     image, or the Python its command starts on the PATH the executor gives it (or the one
-    `environment.python` names); lock files by what they resolve to on that platform."""
-    from repro.pipeline import envfp
+    `environment.python` names); lock files by what they resolve to on that platform. An image
+    is probed only through `probes` (injected: the default answers from the cache alone)."""
+    from repro.pipeline import envfp, lockfiles
     from repro.seeds import stage_env
 
     spec = stage.environment
@@ -128,7 +135,7 @@ def stage_fingerprint(
     cache_dir = os.path.join(project.tmp_dir, "envfp")
     probed: dict[str, Any] = {}
     if stage.image and image_digest:
-        probed = envfp.image_environment(project.tmp_dir, image_digest)
+        probed = envfp.image_environment(project.tmp_dir, image_digest, probes.probe_image)
     elif envfp.needs_probe(spec):
         env = {**os.environ, **stage_env(stage.seed), "REPRO_STAGE": stage.name}  # as the runner
         cwd = project.abs(stage.wdir) if stage.wdir != "." else project.root
@@ -145,7 +152,7 @@ def stage_fingerprint(
     for rel in spec.lockfiles:
         path = project.abs(rel)
         content = project.hasher.hash_path(path).hash
-        locks[rel] = envfp.lockfile_fingerprint(
+        locks[rel] = lockfiles.lockfile_fingerprint(
             path, rel, content, probed.get("platform"), cache_dir
         )
     return envfp.fingerprint_from(probed, spec, locks)

@@ -18,6 +18,7 @@ from repro.lockfile import Lock, load_lock
 from repro.model import PathHash
 from repro.pipeline.envfp import env_changes
 from repro.pipeline.graph import Graph, build_graph
+from repro.pipeline.probes import CACHED, Probes, is_pinned
 from repro.pipeline.signature import StageInputs, compute_inputs, dep_kind
 from repro.pipeline.spec import Stage, load_spec
 from repro.project import Project
@@ -179,12 +180,13 @@ class _OverlayHasher:
 
 
 def plan_inputs(
-    project: Project, stage: Stage, lock: Lock, image: str | None
+    project: Project, stage: Stage, lock: Lock, image: str | None, probes: Probes = CACHED
 ) -> tuple[StageInputs | None, list[Reason]]:
     """The stage's inputs, with dependencies absent from the workspace taken from what
     repro.lock recorded for them. Returns (inputs, reasons): kind `missing` for recorded
     dependencies the local cache lacks too; inputs None when a dependency is absent and
-    recorded nowhere (the caller decides whether that is an error)."""
+    recorded nowhere (the caller decides whether that is an error). Images are asked of
+    `probes` (injected by the caller; the default starts nothing)."""
     recorded = recorded_paths(lock)
     stand_in: dict[str, Any] = {}
     reasons: list[Reason] = []
@@ -200,7 +202,7 @@ def plan_inputs(
             if missing is not None:
                 reasons.append(missing)
     view: Any = _Overlay(project, stand_in) if stand_in else project
-    return compute_inputs(view, stage, image), reasons
+    return compute_inputs(view, stage, image, probes), reasons
 
 
 def as_upstream(spec: Any, graph: Graph, name: str, reasons: list[Reason]) -> list[Reason]:
@@ -231,21 +233,15 @@ def image_digest(lock: Lock, stage: Stage) -> str | None:
     return lock.images.get(stage.image, stage.image)
 
 
-def image_drift(stage: Stage, lock: Lock) -> list[Reason]:
-    """A locked tag that now points at another image: stale, kind `image`, both digests."""
-    from repro.execution.images import is_pinned
-
+def image_drift(stage: Stage, lock: Lock, probes: Probes = CACHED) -> list[Reason]:
+    """A locked tag that now points at another image: stale, kind `image`, both digests.
+    What the tag points at is asked of `probes` (None: no one can tell, the locked digest
+    stands)."""
     if not stage.image or is_pinned(stage.image) or stage.image not in lock.images:
         return []
-    from repro.errors import ReproError
-    from repro.execution.images import resolve
-
-    try:
-        now = resolve(stage.image)
-    except ReproError:
-        return []  # no engine to ask: the locked digest stands
+    now = probes.resolve_image(stage.image)
     locked = lock.images[stage.image]
-    if now == locked:
+    if now is None or now == locked:
         return []
     return [Reason(ReasonKind.IMAGE, stage.image, locked, now)]
 
@@ -352,14 +348,20 @@ def select(graph: Graph, targets: list[str] | None, downstream: bool = False) ->
     return [n for n in graph.order if n in chosen]
 
 
-def status(project: Project, targets: list[str] | None = None) -> list[StageStatus]:
-    return report(project, targets).stages
+def status(
+    project: Project, targets: list[str] | None = None, probes: Probes = CACHED
+) -> list[StageStatus]:
+    return report(project, targets, probes).stages
 
 
-def report(project: Project, targets: list[str] | None = None) -> StatusReport:
-    """Stages and tracked data: what is stale, and why (`repro status`)."""
+def report(
+    project: Project, targets: list[str] | None = None, probes: Probes = CACHED
+) -> StatusReport:
+    """Stages and tracked data: what is stale, and why (`repro status`). Images are asked of
+    `probes` only: the command passes ones that ask the Docker engine; the default answers
+    from the cache and otherwise leaves a moved tag unseen."""
     with project.hasher.session():
-        return _status(project, targets)
+        return _status(project, targets, probes)
 
 
 def overlaps(a: str, b: str) -> bool:
@@ -375,7 +377,7 @@ def data_paths(spec: Any, names: list[str], targets: list[str] | None) -> list[s
     return [p for p in spec.data if any(overlaps(p, d) for d in deps)]
 
 
-def _status(project: Project, targets: list[str] | None) -> StatusReport:
+def _status(project: Project, targets: list[str] | None, probes: Probes) -> StatusReport:
     spec = load_spec(project)
     graph = build_graph(spec, project.root)
     lock = load_lock(project.lock_path)
@@ -400,12 +402,13 @@ def _status(project: Project, targets: list[str] | None) -> StatusReport:
         reasons = [Reason(ReasonKind.UPSTREAM, u) for u in stale_ups]
         inputs = None
         try:
-            inputs, missing = plan_inputs(project, stage, lock, image_digest(lock, stage))
+            image = image_digest(lock, stage)
+            inputs, missing = plan_inputs(project, stage, lock, image, probes)
             reasons += missing
             if inputs is None:
-                inputs = compute_inputs(project, stage, image_digest(lock, stage))  # raises
+                inputs = compute_inputs(project, stage, image, probes)  # raises
             reasons = as_upstream(spec, graph, name, reasons + input_reasons(stage, inputs, entry))
-            reasons += image_drift(stage, lock)
+            reasons += image_drift(stage, lock, probes)
         except PathError as exc:
             if not stale_ups:
                 raise PathError(relative_message(project, exc.message)) from None

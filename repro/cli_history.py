@@ -1,0 +1,134 @@
+"""Commands that read the history back: log, show, diff."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from repro.cli_app import (
+    JsonOpt,
+    _emit_json,
+    _human_bytes,
+    _print_saved,
+    _project,
+    app,
+)
+
+
+@app.command()
+def log(
+    n: Annotated[int | None, typer.Option("-n", help="Show at most N runs.")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="Only runs that ran STAGE.")] = None,
+    saved: Annotated[
+        bool, typer.Option("--saved", help="List content saved before an overwrite.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The runs, newest first (--saved: what repro saved before overwriting it)."""
+    if saved:
+        _print_saved(_project(), as_json)
+        return
+    from repro import api
+
+    rows = api.log(n, stage)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        print("no runs yet")
+    for r in rows:
+        commit = (r["git_commit"] or "-")[:8]
+        sig = (r["snapshot"] or "-")[:12]
+        metrics = "  ".join(f"{k}={v}" for m in r["metrics"].values() for k, v in m.items())
+        print(
+            f"{r['run_id']}  {sig:12s}  {r['started'][:19]}  {r['user']}@{r['host']}  "
+            f"{commit:8s}  {r['kind']:3s} {r['status']:6s}  {metrics}".rstrip()
+        )
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(metavar="SIG|RUN_ID", help="Snapshot sig or run id.")],
+    logs: Annotated[str | None, typer.Option("--logs", help="Print STAGE's kept output.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One snapshot or run in full."""
+    from repro import api
+
+    if logs:
+        from repro import history
+
+        out, err = history.stage_logs(_project(), ref, logs)
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        return
+    doc = api.show(ref)
+    if as_json:
+        _emit_json(doc)
+        return
+    from repro.pipeline.specio import dump_yaml
+
+    print(dump_yaml(doc), end="")
+
+
+@app.command()
+def diff(
+    a: Annotated[
+        str | None,
+        typer.Argument(help="From: a sig, a git revision or repro.lock (default: repro.lock)."),
+    ] = None,
+    b: Annotated[
+        str | None, typer.Argument(help="To: the same kinds, or workspace (default).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two states (default: repro.lock against the workspace)."""
+    from repro import api
+
+    doc = api.diff(a, b)
+    if as_json:
+        _emit_json(doc)
+        return
+    from repro.safety import is_hash
+
+    def short(name: str) -> str:  # a sig is shortened; `HEAD~1 (0a1b2c3d4e)` is shown whole
+        return name[:12] if is_hash(name) else name
+
+    print(f"from {short(doc['from'])} to {short(doc['to'])}")
+    if doc.get("absent"):
+        n = len(doc["absent"])
+        print(
+            f"note: {n} recorded path{'s are' if n > 1 else ' is'} not in the workspace "
+            f"({', '.join(doc['absent'][:3])}{', ...' if n > 3 else ''}); compared as "
+            "recorded. 'repro pull' fetches them."
+        )
+    if not doc["stages"] and not doc["data"]:
+        print("no changes")
+    for item in doc["data"]:
+        print(f"data: {_change_line(item)}")
+    for st in doc["stages"]:
+        print(f"{st['name']}:")
+        for c in st["changes"]:
+            print(f"  {_change_line(c)}")
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, dict) and "hash" in v:
+        return f"{v['hash'][:10]} ({_human_bytes(v.get('size') or 0)})"
+    return json.dumps(v) if not isinstance(v, str) else v
+
+
+def _change_line(c: dict) -> str:
+    line = f"[{c['severity']}] {c['kind']} {c['target']}: {_short(c['old'])} -> {_short(c['new'])}"
+    if c.get("note"):
+        line += f" ({c['note']})"
+    if c.get("files"):
+        f = c["files"]
+        line += f" [+{len(f['added'])} -{len(f['removed'])} ~{len(f['changed'])} files]"
+    for k, m in (c.get("metrics") or {}).items():
+        delta = f" ({m['delta']:+g})" if m.get("delta") is not None else ""
+        line += f"\n      {k}: {m['old']} -> {m['new']}{delta}"
+    return line

@@ -1,0 +1,228 @@
+"""Commands that declare, run and inspect the pipeline: stage add, run, status, dag."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from repro.cli_app import (
+    JsonOpt,
+    _emit_json,
+    _err,
+    _human_bytes,
+    _project,
+    app,
+)
+from repro.enums import Outcome, ReasonKind
+
+stage_app = typer.Typer(help="Declare stages.", no_args_is_help=True)
+app.add_typer(stage_app, name="stage")
+
+
+@stage_app.command("add")
+def stage_add(
+    name: Annotated[str, typer.Argument(help="Stage name.")],
+    cmd: Annotated[str, typer.Option("--cmd", "-c", help="Command, run with sh -c.")],
+    deps: Annotated[list[str], typer.Option("-d", "--deps", help="Dependency.")] = [],  # noqa: B006
+    outs: Annotated[list[str], typer.Option("-o", "--outs", help="Output.")] = [],  # noqa: B006
+    params: Annotated[list[str], typer.Option("-p", "--params", help="Param key.")] = [],  # noqa: B006
+    metrics: Annotated[list[str], typer.Option("-m", "--metrics", help="Metrics file.")] = [],  # noqa: B006
+    env: Annotated[list[str], typer.Option("-e", "--env", help="Env var that counts.")] = [],  # noqa: B006
+    image: Annotated[str | None, typer.Option("--image", help="Container image.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Stage seed.")] = None,
+    wdir: Annotated[str | None, typer.Option("--wdir", help="Working dir.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a stage.")] = False,
+) -> None:
+    """Add a stage to repro.yaml (comments and order of the file are kept)."""
+    from repro.pipeline.stageadd import stage_add as add_stage
+
+    add_stage(_project(), name, cmd, deps, outs, params, metrics, image, seed, wdir, env, force)
+    print(f"added stage '{name}' to repro.yaml")
+
+
+@app.command()
+def run(
+    stages: Annotated[list[str] | None, typer.Argument(help="Stages (default: all).")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Rerun even when cached.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen.")] = False,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Stages to run at once.")] = 1,
+    downstream: Annotated[
+        bool, typer.Option("--downstream", help="Also the stages after.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Rerun cached stages; compare outputs.")
+    ] = False,
+    no_remote: Annotated[
+        bool, typer.Option("--no-remote", help="Do not ask the remote's run cache.")
+    ] = False,
+    push: Annotated[bool, typer.Option("--push", help="Upload the results at the end.")] = False,
+    wait_lock: Annotated[float, typer.Option("--wait", help="Seconds to wait for the lock.")] = 0.0,
+    executor: Annotated[
+        str | None,
+        typer.Option("--executor", help="Run stages with this executor (a stage's own wins)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring the pipeline (or the named stages and what they need) up to date."""
+    from repro.pipeline.runner import run as run_pipeline
+
+    if jobs < 1:
+        from repro.errors import UsageError
+
+        raise UsageError("-j/--jobs must be at least 1.")
+    echo = sys.stderr if as_json else sys.stdout
+    project = _project()
+    result = run_pipeline(
+        project,
+        stages or None,
+        force=force,
+        dry_run=dry_run,
+        jobs=jobs,
+        downstream=downstream,
+        echo=echo,
+        wait_lock=wait_lock,
+        verify=verify,
+        use_remote=not no_remote,
+        executor=executor,
+    )
+    if push and not dry_run:
+        from repro.transfer import push as push_cache
+
+        push_cache(project)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        _print_run(result)
+    if not result.ok:
+        failed = [s for s in result.stages if s.status == Outcome.FAILED]
+        for s in failed:
+            _err(f"error: {s.message}")
+        for s in result.stages:
+            if s.verified is False:
+                _err(
+                    f"error: stage '{s.name}' is not deterministic: {', '.join(s.mismatches)} "
+                    "differ from the recorded result."
+                )
+        raise typer.Exit(1)
+
+
+def _print_run(result) -> None:
+    verb = {
+        Outcome.RAN: "ran",
+        Outcome.RESTORED: "restored from cache",
+        Outcome.UP_TO_DATE: "up to date",
+        Outcome.FAILED: "FAILED",
+        Outcome.SKIPPED: "skipped",
+    }
+    if result.dry_run:
+        verb = {**verb, Outcome.RAN: "would run", Outcome.RESTORED: "would restore from cache"}
+    for c in result.data:
+        print(_data_change_line(c, result.dry_run))
+    for s in result.stages:
+        extra = ""
+        if s.verified is not None:
+            extra = " (deterministic)" if s.verified else " (NOT deterministic)"
+        elif s.reasons and s.status in (Outcome.RAN, Outcome.RESTORED):
+            extra = " (" + ", ".join(f"{r.kind}: {r.target}" for r in s.reasons[:3]) + ")"
+        print(f"{s.name}: {verb.get(s.status, s.status)}{extra}")
+    if result.snapshot:
+        print(f"snapshot {result.snapshot}")
+
+
+def _data_change_line(c, dry_run: bool) -> str:
+    """One line per tracked path a run took as a new version or put back."""
+    files = f"{c.hash.nfiles} files" if c.hash.isdir else _human_bytes(c.hash.size)
+    if c.action == "restored":
+        verb = "would be put back" if dry_run else "put back"
+        return f"data: {c.path} {verb} from the cache ({c.hash.hash[:12]}, {files})"
+    verb = "would be recorded as" if dry_run else "updated to"
+    if c.action == "added":
+        verb = "would be recorded as" if dry_run else "recorded as"
+    return f"data: {c.path} {verb} {c.hash.hash[:12]} ({files})"
+
+
+@app.command()
+def status(
+    stages: Annotated[list[str] | None, typer.Argument(help="Stages (default: all).")] = None,
+    as_json: JsonOpt = False,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when any stage is stale.")
+    ] = False,
+) -> None:
+    """Say which stages and tracked data are stale and why."""
+    from repro import api
+
+    rep = api.status(stages or None)
+    if as_json:
+        _emit_json(rep.to_dict())
+    else:
+        for r in rep.stages:
+            if r.state == "up-to-date":
+                print(f"{r.name}: up to date")
+            else:
+                why = "; ".join(_reason_text(x) for x in r.reasons)
+                print(f"{r.name}: stale ({why})")
+        for d in rep.data:
+            if d.state == "up-to-date":
+                print(f"data {d.path}: up to date")
+            else:
+                why = "; ".join(_reason_text(x) for x in d.reasons)
+                print(f"data {d.path}: stale ({why})")
+        if not rep.stages and not rep.data:
+            print("no stages in repro.yaml")
+        _print_missing_summary(rep)
+    if exit_code and rep.stale:
+        raise typer.Exit(1)
+
+
+def _print_missing_summary(rep) -> None:
+    """One closing line when content is missing locally: how much, and that pull fetches it."""
+    seen: dict[str, tuple[int, int]] = {}
+    for row in [*rep.stages, *rep.data]:
+        for r in row.reasons:
+            if r.kind == ReasonKind.MISSING:
+                seen[r.target] = (r.count or 0, r.size or 0)
+    if seen:
+        count = sum(c for c, _ in seen.values())
+        size = sum(b for _, b in seen.values())
+        print(
+            f"{count} file{'' if count == 1 else 's'} ({_human_bytes(size)}) of {len(seen)} "
+            "recorded path(s) are not in the local cache; 'repro pull' fetches them "
+            "('repro run' does too)."
+        )
+
+
+def _reason_text(r) -> str:
+    if r.kind == ReasonKind.IMAGE and r.old and r.new:
+        return (
+            f"image: {r.target} now points at {r.new}, locked {r.old}; "
+            "'repro lock --update' moves to it"
+        )
+    if r.kind == ReasonKind.MISSING:
+        return (
+            f"missing: {r.target} ({r.count} file{'' if r.count == 1 else 's'}, "
+            f"{_human_bytes(r.size or 0)} not in the local cache; repro pull)"
+        )
+    if r.kind == ReasonKind.DATA and r.new is None and r.old:
+        return f"data: {r.target} (not in the workspace; 'repro checkout' puts it back)"
+    if r.kind == ReasonKind.DATA and r.old and r.new:
+        return f"data: {r.target} (changed; 'repro run' records the new version)"
+    return f"{r.kind}: {r.target}"
+
+
+@app.command()
+def dag(
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid flowchart.")] = False,
+    dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Draw the pipeline graph."""
+    from repro.pipeline.dag import render
+
+    print(
+        render(
+            _project(), "mermaid" if mermaid else "dot" if dot else "json" if as_json else "text"
+        )
+    )

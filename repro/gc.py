@@ -1,0 +1,260 @@
+"""`repro gc`: keep the cache to what matters.
+
+gc keeps every object reachable from the kept snapshots (all of them by default, or the last N
+plus the ones named), from `repro.lock` (the workspace's state), and every log a run record
+points to; it drops the rest, and the run-cache entries whose outputs it dropped. It holds the
+project's run lock, so it never removes what a run in progress is writing; on a remote, objects
+newer than a grace period are left alone, since another machine may be pushing them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from repro.errors import NewerFormatError, NotFoundError
+from repro.project import Project
+from repro.records import list_records
+from repro.saved import DEFAULT_KEEP_DAYS, kept_saved
+from repro.snapshots import Snapshot, list_snapshots, load_snapshot, resolve, snapshot_key
+from repro.store.layout import RUNS
+from repro.store.objects import ObjectStore, object_key
+
+
+@dataclass
+class GcReport:
+    store: str
+    kept_snapshots: int = 0
+    objects: int = 0
+    bytes: int = 0
+    snapshots: int = 0
+    runs: int = 0
+    dry_run: bool = False
+    corrupt_snapshots: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "kept_snapshots": self.kept_snapshots,
+            "removed_objects": self.objects,
+            "freed_bytes": self.bytes,
+            "removed_snapshots": self.snapshots,
+            "removed_runs": self.runs,
+            "dry_run": self.dry_run,
+            "corrupt_snapshots": self.corrupt_snapshots,
+        }
+
+
+def _add_state(store: ObjectStore, stages: dict, data: dict, files: dict, out: set[str]) -> None:
+    """Everything a state (a snapshot or the lock) reaches: outputs, deps, data, files."""
+    items = list(data.values()) + list(files.values())
+    for entry in stages.values():
+        items += list((entry.get("outs") or {}).values()) + list((entry.get("deps") or {}).values())
+    out |= store.closure((d["hash"], bool(d.get("isdir"))) for d in items if d.get("hash"))
+
+
+def kept_snapshots(store: ObjectStore, keep_last: int | None, keep: list[str]) -> list[str]:
+    all_sigs = list_snapshots(store.backend)
+    if keep_last is None:
+        kept = set(all_sigs)
+    else:
+        order: list[str] = []
+        for rec in list_records(store.backend):  # newest first
+            if rec.snapshot and rec.snapshot not in order and rec.snapshot in all_sigs:
+                order.append(rec.snapshot)
+        kept = set(order[:keep_last])
+    kept |= {resolve(store.backend, k) for k in keep}
+    return sorted(kept)
+
+
+def keep_saved_days(project: Project) -> float:
+    """How long gc keeps content saved before an overwrite: `[gc] keep_saved_days`, 30 days."""
+    from repro.errors import SpecError
+
+    value = (project.config.get("gc") or {}).get("keep_saved_days", DEFAULT_KEEP_DAYS)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise SpecError(
+            f".repro/config.toml: [gc] keep_saved_days must be a number of days >= 0, "
+            f"not {value!r}."
+        )
+    return float(value)
+
+
+def good_snapshots(store: ObjectStore, sigs: list[str], bad: list[str]) -> list[Snapshot]:
+    """The snapshots of `sigs` whose bytes hash to their id. A bad one (damaged, crafted,
+    unreadable) is skipped and its sig appended to `bad`: one bad snapshot on a shared store
+    must not break gc or fsck for every clone."""
+    out = []
+    for sig in sigs:
+        try:
+            out.append(load_snapshot(store.backend, sig))
+        except (NotFoundError, NewerFormatError):  # gone, or for a newer repro: left alone
+            continue
+        except Exception:  # corrupt, or bytes that do not even decode
+            bad.append(sig)
+    return out
+
+
+def reachable(
+    project: Project,
+    store: ObjectStore,
+    kept: list[str],
+    local: bool,
+    bad: list[str] | None = None,
+) -> set[str]:
+    """Objects the `kept` snapshots (the good ones; bad sigs go to `bad`), the lock (`local`),
+    saved content and run logs reach."""
+    out: set[str] = set()
+    for snap in good_snapshots(store, kept, bad if bad is not None else []):
+        _add_state(store, snap.stages, snap.data, snap.files, out)
+    if local:
+        from repro.lockfile import load_lock
+
+        lock = load_lock(project.lock_path)
+        _add_state(store, lock.stages, lock.data, {}, out)
+        out |= store.closure(
+            (s.hash, s.isdir) for s in kept_saved(project.dot, keep_saved_days(project))
+        )
+    for rec in list_records(store.backend):
+        for s in rec.stages:
+            out.update(h for h in (s.stdout, s.stderr) if h)
+    return out
+
+
+def gc(
+    project: Project,
+    remote: str | None = None,
+    keep_last: int | None = None,
+    keep: list[str] | None = None,
+    dry_run: bool = False,
+    grace: float = 3600.0,
+    wait: float = 0.0,
+) -> GcReport:
+    from repro.pipeline.runlock import run_lock
+
+    if remote:
+        from repro.remote import open_remote, remote_errors
+
+        name, store = open_remote(project, remote)
+        if not dry_run:  # what this machine believed the remote holds may go now
+            from repro.fetch import RemoteIndex
+
+            RemoteIndex(project, store.backend.url).clear()
+        with remote_errors(name, store.backend.url):
+            return _gc(
+                project,
+                store,
+                f"remote '{name}'",
+                keep_last,
+                keep or [],
+                dry_run,
+                grace,
+                local=False,
+            )
+    with run_lock(project.dot, wait):
+        return _gc(
+            project, project.cache, "local cache", keep_last, keep or [], dry_run, 0.0, local=True
+        )
+
+
+def _gc(
+    project: Project,
+    store: ObjectStore,
+    label: str,
+    keep_last: int | None,
+    keep: list[str],
+    dry_run: bool,
+    grace: float,
+    local: bool,
+) -> GcReport:
+    report = GcReport(label, dry_run=dry_run)
+    kept = kept_snapshots(store, keep_last, keep)
+    bad: list[str] = []
+    live = reachable(project, store, kept, local, bad)
+    # A bad snapshot is not kept (its content is unknown), but only good ones decide what
+    # lives: objects a good snapshot needs never go because a bad one was skipped.
+    report.corrupt_snapshots = [snapshot_key(s) for s in bad]
+    kept = [s for s in kept if s not in bad]
+    report.kept_snapshots = len(kept)
+    # Snapshots first, then run-cache entries, then the objects nothing left reaches: a gc
+    # killed at any instant leaves every snapshot and entry that remains with all its objects.
+    for sig in list_snapshots(store.backend):
+        if sig not in kept:
+            report.snapshots += 1
+            if not dry_run:
+                if sig in bad and store.local is not None:
+                    _set_aside(store, snapshot_key(sig))  # never drop local bytes silently
+                else:
+                    store.backend.delete(snapshot_key(sig))
+    runs_left: list[dict] = []
+    for key in list(store.backend.list(RUNS)):
+        outs = _run_outs(store, key)
+        if outs is None or any(d.get("hash") not in live for d in outs.values()):
+            report.runs += 1
+            if not dry_run:
+                store.backend.delete(key)
+        else:
+            runs_left.append(outs)
+    if not dry_run:  # reachability again, from what is left (others may have pushed since)
+        live = reachable(project, store, list_snapshots(store.backend), local, [])
+        live |= store.closure(
+            (d["hash"], bool(d.get("isdir"))) for outs in runs_left for d in outs.values()
+        )
+    now = time.time()
+    for h in sorted(store.all_hashes() - live):
+        key = object_key(h)
+        if grace and _age(store, key, now) < grace:
+            continue
+        report.objects += 1
+        with contextlib.suppress(Exception):
+            report.bytes += store.backend.size(key)
+        if not dry_run:
+            store.delete(h)
+    return report
+
+
+def _run_outs(store: ObjectStore, key: str) -> dict | None:
+    """The outputs of run-cache entry `key`, or None when it is unreadable or answers another
+    signature than its name (a swapped entry is garbage: gc drops it)."""
+    from repro.pipeline.runcache import RunCacheEntry
+
+    try:
+        entry = RunCacheEntry.decode(store.backend.read_bytes(key), key)
+    except NewerFormatError:
+        return {}  # a newer repro's entry: kept, though this one cannot say what it reaches
+    except Exception:
+        return None
+    if entry.signature != key.rsplit("/", 1)[-1]:
+        return None
+    return {p: h.to_dict() for p, h in entry.outs.items()}
+
+
+def _set_aside(store: ObjectStore, key: str) -> str:
+    """Move a bad local record (snapshot, run entry) to `corrupt/<key>`: out of every lookup,
+    kept for the user to look at."""
+    local = store.local
+    assert local is not None
+    dst = local.ensure_parent(f"corrupt/{key}")
+    os.replace(local.path(key), dst)
+    return dst
+
+
+def _age(store: ObjectStore, key: str, now: float) -> float:
+    backend = store.backend
+    fs = getattr(backend, "fs", None)
+    if fs is None:
+        return float("inf")
+    try:
+        info = fs.info(backend._p(key))  # type: ignore[attr-defined]
+    except Exception:
+        return float("inf")
+    for k in ("LastModified", "mtime", "created", "last_modified"):
+        v = info.get(k)
+        if v is None:
+            continue
+        ts = v.timestamp() if hasattr(v, "timestamp") else float(v)
+        return now - ts
+    return float("inf")
