@@ -79,7 +79,11 @@ class ObjectStore:
         if local is None:
             return {h for h in hashes if self.has(h)}
         rows = self.batch_rows(len(hashes))
-        return {h for h in hashes if self._intact(local.path(object_key(h)), h, rows)}
+        verified: list = []  # rows of objects re-read now: written in one transaction
+        good = {h for h in hashes if self._intact(local.path(object_key(h)), h, rows, verified)}
+        if verified and self.state is not None:
+            self.state.put_many(verified)
+        return good
 
     def batch_rows(self, n: int) -> StatRows | None:
         """For `n` lookups to come: the objects' stat-cache rows, read at the first lookup in
@@ -88,8 +92,12 @@ class ObjectStore:
             return None
         return StatRows(self.state, self.local.path(OBJECTS))
 
-    def _intact(self, p: str, h: str, rows: StatRows | None = None) -> bool:
-        """Local object file `p` exists and holds the content named `h`."""
+    def _intact(
+        self, p: str, h: str, rows: StatRows | None = None, verified: list | None = None
+    ) -> bool:
+        """Local object file `p` exists and holds the content named `h`. The stat-cache row of
+        an object re-read here goes to `verified` when given (the caller writes many at once),
+        else is written now."""
         try:
             key = StatKey.of(os.stat(p))
         except (FileNotFoundError, NotADirectoryError):
@@ -105,7 +113,9 @@ class ObjectStore:
             return False
         if actual != h:
             return False
-        if self.state is not None:
+        if verified is not None:
+            verified.append((p, key, h, checked))
+        elif self.state is not None:
             self.state.put_many([(p, key, h, checked)])
         return True
 
