@@ -217,16 +217,45 @@ def _checkout_lock(project: Project, force: bool) -> CheckoutReport:
     targets = dict(lock.data)
     for entry in lock.stages.values():
         targets.update({p: d for p, d in (entry.get("outs") or {}).items() if d.get("cache", True)})
-    # Before the workspace is touched: fetched from the default remote, or one sentence.
-    ensure_local(project, targets, default_remote_name(project))
-    report = CheckoutReport()
-    for rel, d in sorted(lock.data.items()):
-        check_out(project, rel, PathHash.from_dict(d), force=force, report=report)
-    for _name, entry in sorted(lock.stages.items()):
-        for rel, d in sorted((entry.get("outs") or {}).items()):
-            if d.get("cache", True):
-                check_out(project, rel, PathHash.from_dict(d), force=force, report=report)
+    with project.hasher.session():  # each path is hashed once for both steps
+        # Before the workspace is touched: what it lacks is fetched from the default remote,
+        # or one sentence. A path that already holds its recorded content needs no object.
+        held = {rel: _holds(project, rel, d) for rel, d in targets.items()}
+        lacking = {rel: d for rel, d in targets.items() if held[rel] is None}
+        ensure_local(project, lacking, default_remote_name(project))
+        report = CheckoutReport()
+        order = sorted(lock.data.items()) + [
+            (rel, d)
+            for _name, entry in sorted(lock.stages.items())
+            for rel, d in sorted((entry.get("outs") or {}).items())
+            if d.get("cache", True)
+        ]
+        for rel, d in order:
+            nfiles = held[rel]
+            if nfiles is not None:  # what check_out would find: nothing to do
+                report.unchanged += nfiles
+                continue
+            check_out(project, rel, PathHash.from_dict(d), force=force, report=report)
     return report
+
+
+def _holds(project: Project, rel: str, d: dict[str, Any]) -> int | None:
+    """The number of files at workspace path `rel` when it holds the content its lock entry `d`
+    records (through the stat cache: an unchanged folder costs a walk and one fingerprint),
+    else None."""
+    from repro.errors import ReproError
+
+    path = project.abs(rel)
+    if not os.path.lexists(path):
+        return None
+    try:
+        project.boundary.check_write(path, "workspace", folder=bool(d.get("isdir")))
+        r = project.hasher.hash_path(path)
+    except ReproError:
+        return None
+    if r.hash == d.get("hash") and r.is_dir == bool(d.get("isdir")):
+        return r.nfiles
+    return None
 
 
 def restore(
