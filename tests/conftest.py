@@ -156,3 +156,15 @@ def one_error(r: Result) -> str:
     lines = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, r.err
     return lines[0]
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs; a zombie no one has reaped yet counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -32,7 +32,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.conftest import git, run_cli, write  # noqa: E402
+from tests.conftest import alive, git, run_cli, write  # noqa: E402
 
 CHUNKS, CHUNK = 8, 32 * 1024
 TMP_NAME = re.compile(r"^\d+-[0-9a-f]{8}-\d+-\d+$")  # store.backend.unique_name()
@@ -183,17 +183,6 @@ def prepare(base: Base, work: Path, command: str) -> tuple[list[str], set[str]]:
     if command == "gc":
         return ["gc", "--keep-last", "1"], set()
     raise AssertionError(command)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def missing_now(root: str) -> tuple[list[str], list[str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write
+from tests.conftest import alive, run_cli, write
 
 
 def start(root: str, *args: str) -> subprocess.Popen:
@@ -33,18 +33,6 @@ def wait_for(path: Path, timeout: float = 15.0) -> None:
     while not path.exists() and time.time() < deadline:
         time.sleep(0.02)
     assert path.exists(), f"{path.name} never appeared"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie no one reaps yet counts as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def gone_within(pids: list[int], seconds: float) -> bool:
