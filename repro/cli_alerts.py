@@ -1,0 +1,5 @@
+"""Alert deliveries: `repro alerts pending|retry`."""
+
+from __future__ import annotations
+
+from repro.cli_app import app  # noqa: F401

@@ -1,0 +1,5 @@
+"""CI gates: `repro check`."""
+
+from __future__ import annotations
+
+from repro.cli_app import app  # noqa: F401
