@@ -26,26 +26,35 @@ from repro.errors import NotFoundError, PathError, UsageError
 
 if TYPE_CHECKING:
     from repro.data import Added
+    from repro.gate import Verdict
+    from repro.hooks import HookAction
     from repro.pipeline.probes import Probes
     from repro.pipeline.runner import RunResult
     from repro.pipeline.status import StatusReport
     from repro.project import Project
+    from repro.rollback import RollbackResult
     from repro.transfer import TransferReport
     from repro.workspace import CheckoutReport
 
 __all__ = [
     "AddResult",
     "add",
+    "check",
     "checkout",
     "diff",
     "init",
+    "install_hooks",
     "log",
     "params",
     "pull",
     "push",
+    "rollback",
     "run",
     "show",
     "status",
+    "tag",
+    "tags",
+    "untag",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -220,6 +229,24 @@ def diff(a: str | None = None, b: str | None = None, root: PathLike = ".") -> di
         return compute(project, a, b, _probes())
 
 
+def check(
+    against: str | None = None,
+    fail_on: str | None = None,
+    root: PathLike = ".",
+    *,
+    alerts: bool = True,
+) -> Verdict:
+    """Gate for CI (`repro check`): stale stages plus the changes from a baseline (`against`:
+    a sig, tag or git revision; default the default branch's repro.lock, else this checkout's)
+    to the workspace, under the change policy. `verdict.verdict` is `major`, `minor` or `ok`,
+    `verdict.reasons` say why, worst first; `verdict.failed` is what exits 1 (a stale stage,
+    or `fail_on` met). Fires the project's `[[alerts]]` unless `alerts` is false."""
+    from repro.gate import check as gate_check
+
+    with _open(root) as project:
+        return gate_check(project, against, fail_on, _probes(), alerts=alerts)
+
+
 def log(
     n: int | None = None, stage: str | None = None, root: PathLike = "."
 ) -> list[dict[str, Any]]:
@@ -232,12 +259,14 @@ def log(
 
 
 def show(ref: str, root: PathLike = ".") -> dict[str, Any]:
-    """One snapshot (sig, 7+ character prefix, or git revision) or one run (run id or prefix)
+    """One snapshot (sig, 7+ character prefix, tag, or git revision) or one run (run id or prefix)
     in full (`repro show --json`); `"type"` says which."""
     from repro import history
+    from repro.refs import tag_sig
 
     with _open(root) as project:
-        return history.show(project, ref)
+        sig = tag_sig(project, ref)  # a tag name wins, as everywhere a state is named
+        return history.show(project, sig if sig is not None else ref)
 
 
 def checkout(
@@ -335,3 +364,70 @@ def _put(into: dict[str, Any], parts: list[str], value: Any) -> None:
             _put(old, [k], v)
     else:
         into[last] = copy.deepcopy(value)
+
+
+# -- named versions ---------------------------------------------------------------------------
+def tag(
+    name: str,
+    ref: str | None = None,
+    root: PathLike = ".",
+    *,
+    message: str = "",
+    force: bool = False,
+) -> dict[str, Any]:
+    """Name the state `ref` (a sig or prefix, a tag, a git revision; by default the state
+    repro.lock records) `name`, with who, when and `message` (`repro tag`). Moving a tag that
+    names another state needs `force`. Returns the tag record (`repro tag --json`)."""
+    from repro.refs import matching_snapshot, resolve_sig
+    from repro.tags import check_name, make_tag
+
+    check_name(name)  # a bad name is refused before anything is looked up
+    with _open(root) as project:
+        if ref is None:
+            from repro.lockfile import load_lock
+
+            sig = matching_snapshot(project, load_lock(project.lock_path))
+            if sig is None:
+                raise NotFoundError(
+                    "repro.lock's state is not recorded as a snapshot ('repro run' or "
+                    "'repro add' records one); give the SIG to tag."
+                )
+        else:
+            sig = resolve_sig(project, ref)
+        return make_tag(project.cache.backend, name, sig, message, force).to_dict()
+
+
+def untag(name: str, root: PathLike = ".") -> None:
+    """Delete tag `name` from the local cache (`repro tag -d`); a remote keeps its copy."""
+    from repro.tags import delete_tag
+
+    with _open(root) as project:
+        delete_tag(project.cache.backend, name)
+
+
+def tags(root: PathLike = ".") -> list[dict[str, Any]]:
+    """Every tag, newest first (`repro tags --json`): name, sig, user, host, time, message."""
+    from repro.tags import list_tags
+
+    with _open(root) as project:
+        return [t.to_dict() for t in list_tags(project.cache.backend)]
+
+
+def rollback(
+    ref: str | None = None, root: PathLike = ".", *, force: bool = False, wait: float = 0.0
+) -> RollbackResult:
+    """Go back to the state `ref` names (default: the previous tagged version), as `checkout`
+    does (content not in the cache is saved before it is overwritten, unless `force`), and
+    record it as a run of kind `rollback` (`repro rollback`)."""
+    from repro.rollback import rollback as do_rollback
+
+    with _open(root) as project:
+        return do_rollback(project, ref, force=force, wait=wait)
+
+
+def install_hooks(root: PathLike = ".", *, force: bool = False) -> list[HookAction]:
+    """Install repro's git hooks (`repro install-hooks`): what was done with each."""
+    from repro.hooks import install_hooks as do_install
+
+    with _open(root) as project:
+        return do_install(project, force=force)

@@ -83,15 +83,40 @@ def diff(
     b: Annotated[
         str | None, typer.Argument(help="To: the same kinds, or workspace (default).")
     ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            metavar="major|minor",
+            help="Exit 1 when a change of this severity (minor: minor or worse) is present.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What changed between two states (default: repro.lock against the workspace)."""
     from repro import api
 
+    if fail_on not in (None, "major", "minor"):
+        from repro.errors import UsageError
+
+        raise UsageError(f"--fail-on must be 'major' or 'minor', not '{fail_on}'.")
     doc = api.diff(a, b)
     if as_json:
         _emit_json(doc)
-        return
+    else:
+        _print_diff(doc)
+    if fail_on and _fails(doc, fail_on):
+        raise typer.Exit(1)
+
+
+def _fails(doc: dict, fail_on: str) -> bool:
+    """Whether `doc` holds a change of severity `fail_on` or worse (the gate of `--fail-on`)."""
+    wanted = ("major",) if fail_on == "major" else ("major", "minor")
+    changes = [c for st in doc["stages"] for c in st["changes"]] + list(doc["data"])
+    return any(c.get("severity") in wanted for c in changes)
+
+
+def _print_diff(doc: dict) -> None:
     from repro.safety import is_hash
 
     def short(name: str) -> str:  # a sig is shortened; `HEAD~1 (0a1b2c3d4e)` is shown whole
@@ -125,10 +150,14 @@ def _change_line(c: dict) -> str:
     line = f"[{c['severity']}] {c['kind']} {c['target']}: {_short(c['old'])} -> {_short(c['new'])}"
     if c.get("note"):
         line += f" ({c['note']})"
+    if c.get("lines") is not None:
+        line += f" ({c['lines']} lines changed)"
     if c.get("files"):
         f = c["files"]
         line += f" [+{len(f['added'])} -{len(f['removed'])} ~{len(f['changed'])} files]"
     for k, m in (c.get("metrics") or {}).items():
         delta = f" ({m['delta']:+g})" if m.get("delta") is not None else ""
+        if m.get("rule"):
+            delta += f" [{m['severity']}: rule {m['rule']}]"
         line += f"\n      {k}: {m['old']} -> {m['new']}{delta}"
     return line

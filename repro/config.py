@@ -76,6 +76,46 @@ _KEY_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
 _TABLES = ("core", "cache", "remote", "diff", "gc", "observe", "run")
 
 
+def _is_http_url(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith(("http://", "https://")) and len(v) > 8
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+# (observer, key) -> (check, what it must be), for `[observe.prometheus]` and `[observe.mlflow]`
+# (repro/integrations). Paths and URLs here come from a committed file: a machine-level
+# destination (any path, a file: tracking store) comes from the environment instead.
+_OBSERVER_KEYS: dict[tuple[str, str], tuple[Any, str]] = {
+    ("prometheus", "textfile"): (
+        lambda v: _is_text(v) and not v.startswith("/") and ".." not in v.split("/"),
+        "a path relative to the project (REPRO_PROMETHEUS_TEXTFILE takes an absolute one)",
+    ),
+    ("prometheus", "pushgateway"): (_is_http_url, "an http:// or https:// URL"),
+    ("prometheus", "job"): (_is_text, "a job name"),
+    ("prometheus", "timeout"): (lambda v: _is_number(v) and 0 < v <= 60, "seconds, 0 to 60"),
+    ("mlflow", "tracking_uri"): (
+        lambda v: _is_http_url(v) or (isinstance(v, str) and v.split("://")[0] == "databricks"),
+        "an http(s):// URL or 'databricks' (a local store: set MLFLOW_TRACKING_URI)",
+    ),
+    ("mlflow", "experiment"): (_is_text, "an experiment name"),
+    ("mlflow", "timeout"): (lambda v: _is_number(v) and 0 < v <= 600, "seconds, 0 to 600"),
+}
+
+
+def observer_problem(observe: dict[str, Any]) -> str | None:
+    """Why `[observe.prometheus]` or `[observe.mlflow]` is malformed, or None."""
+    for name in ("prometheus", "mlflow"):
+        if name in observe and not isinstance(observe[name], dict):
+            return f"key 'observe.{name}' must be a table"
+    for (name, key), (ok, what) in _OBSERVER_KEYS.items():
+        table = observe.get(name) or {}
+        if key in table and not ok(table[key]):
+            return f"key 'observe.{name}.{key}' must be {what}, not {table[key]!r:.100}"
+    return None
+
+
 def config_problem(config: dict[str, Any]) -> str | None:
     """Why the known parts of `config` have the wrong shape, or None."""
     for section in _TABLES:
@@ -96,11 +136,130 @@ def config_problem(config: dict[str, Any]) -> str | None:
             return f"key 'remote.{name}.url' must be a string"
         if "options" in remote and not isinstance(remote["options"], dict):
             return f"key 'remote.{name}.options' must be a table"
+    problem = observer_problem(config.get("observe") or {})
+    if problem:
+        return problem
+    problem = diff_problem(config.get("diff") or {})
+    if problem:
+        return problem
     alerts = config.get("alerts")
     if alerts is not None and not (
         isinstance(alerts, list) and all(isinstance(a, dict) for a in alerts)
     ):
         return "'alerts' must be [[alerts]] tables"
+    for i, entry in enumerate(alerts or [], 1):
+        problem = _alert_problem(entry)
+        if problem:
+            return f"[[alerts]] entry {i}: {problem}"
+    return None
+
+
+def _alert_problem(entry: dict[str, Any]) -> str | None:
+    """Why one `[[alerts]]` table is wrong (DESIGN.md, "Alerts"), or None. Its URL is committed
+    to git, so only http(s) is taken; a key is never in the file, only `secret_env`, the name
+    of the environment variable that holds it."""
+    import re
+
+    from repro.alerts import KINDS, MAX_RETRIES, ON_VALUES, command_argv, url_problem
+
+    on, kind = entry.get("on"), entry.get("kind")
+    if on not in ON_VALUES:
+        return f"key 'on' must be one of {', '.join(ON_VALUES)}, not {on!r:.100}"
+    if kind not in KINDS:
+        return f"key 'kind' must be one of {', '.join(KINDS)}, not {kind!r:.100}"
+    if kind == "command":
+        cmd = entry.get("command")
+        if not (isinstance(cmd, str) or _is_str_list(cmd)) or not command_argv(cmd):
+            return "key 'command' must be a program and its arguments (a string or a list)"
+        if "url" in entry:
+            return "key 'url' does not go with kind 'command'"
+    else:
+        problem = url_problem(entry.get("url"))
+        if problem:
+            return f"key 'url' {entry.get('url')!r:.100} {problem}"
+        if "command" in entry:
+            return f"key 'command' does not go with kind '{kind}'"
+    env = entry.get("secret_env")
+    if env is not None and kind != "webhook":
+        return "key 'secret_env' signs webhooks only (kind 'webhook')"
+    if env is not None and not (isinstance(env, str) and re.fullmatch(r"[A-Za-z_]\w*", env)):
+        return f"key 'secret_env' must name an environment variable, not {env!r:.100}"
+    timeout = entry.get("timeout", 1)
+    if not _is_number(timeout) or not 0 < timeout <= 300:
+        return f"key 'timeout' must be a number of seconds (0 to 300), not {timeout!r:.100}"
+    retries = entry.get("retries", 0)
+    if not (isinstance(retries, int) and not isinstance(retries, bool)):
+        return f"key 'retries' must be a whole number, not {retries!r:.100}"
+    if not 0 <= retries <= MAX_RETRIES:
+        return f"key 'retries' must be 0 to {MAX_RETRIES}, not {retries}"
+    return None
+
+
+METRIC_DIRECTIONS = ("drop", "rise")
+
+
+def flatten_metric_rules(table: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """`[diff.metrics]` as flat metric names -> rules. An unquoted dotted TOML key
+    (`eval.acc = {...}`) arrives as nested tables; it is joined back into the name diff shows
+    (to a depth of 32: deeper is taken as a rule, and refused as one)."""
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        name = f"{prefix}.{k}" if prefix else str(k)
+        nested = isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values())
+        if nested and depth < 32:
+            out.update(flatten_metric_rules(v, name, depth + 1))
+        else:
+            out[name] = v
+    return out
+
+
+def metric_limit(v: Any) -> tuple[float, bool] | None:
+    """(amount, relative) of a metric rule's limit (`0.02` or `"2%"`), or None if malformed."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return (float(v), False) if v >= 0 else None
+    if isinstance(v, str) and v.strip().endswith("%"):
+        try:
+            pct = float(v.strip()[:-1])
+        except ValueError:
+            return None
+        return (pct / 100.0, True) if pct >= 0 else None
+    return None
+
+
+def _int_at_least(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def diff_problem(diff: dict[str, Any]) -> str | None:
+    """Why the change policy's tables (`[diff.metrics]`, `[diff.failure_rate]`, `[diff.code]`)
+    are malformed, or None."""
+    for key in ("metrics", "failure_rate", "code"):
+        if key in diff and not isinstance(diff[key], dict):
+            return f"key 'diff.{key}' must be a table"
+    for name, rule in flatten_metric_rules(diff.get("metrics") or {}).items():
+        where = f"key 'diff.metrics.{name[:100]!s}'"
+        if not isinstance(rule, dict) or not rule:
+            return f'{where} must be a table such as {{ drop = 0.02 }} or {{ rise = "5%" }}'
+        for direction, limit in rule.items():
+            if direction not in METRIC_DIRECTIONS:
+                return f"{where}: {direction[:40]!r} is not a direction (use drop or rise)"
+            if metric_limit(limit) is None:
+                return (
+                    f"{where}: {direction} must be a number >= 0 or a percentage such as "
+                    f'"2%", not {limit!r:.60}'
+                )
+    fr = diff.get("failure_rate") or {}
+    if fr and not ("runs" in fr and "max" in fr):
+        return "key 'diff.failure_rate' needs both 'runs' (a count) and 'max' (a rate)"
+    if "runs" in fr and not _int_at_least(fr["runs"], 1):
+        return f"key 'diff.failure_rate.runs' must be a whole number >= 1, not {fr['runs']!r:.60}"
+    if "max" in fr and not (_is_number(fr["max"]) and 0 <= fr["max"] <= 1):
+        return f"key 'diff.failure_rate.max' must be a rate from 0 to 1, not {fr['max']!r:.60}"
+    lines = (diff.get("code") or {}).get("major_lines")
+    if lines is not None and not _int_at_least(lines, 0):
+        return f"key 'diff.code.major_lines' must be a whole number >= 0, not {lines!r:.60}"
     return None
 
 

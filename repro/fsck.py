@@ -19,7 +19,7 @@ from repro.project import Project
 from repro.records import list_records
 from repro.saved import kept_saved
 from repro.snapshots import Snapshot, list_snapshots, snapshot_key
-from repro.store.layout import OBJECTS, RUNS, SNAPSHOTS, object_hash
+from repro.store.layout import OBJECTS, RUNS, SNAPSHOTS, TAGS, object_hash
 from repro.store.objects import ObjectStore, object_key
 
 
@@ -126,6 +126,7 @@ def _fsck(
     for key in sorted(store.backend.list(RUNS)):
         if _run_outs(store, key) is None:
             report.corrupt.append(key)
+    _check_tags(store, report)
     needs = _lock_needs(project, store, report)
     if all_states:
         for snap in snaps:
@@ -134,6 +135,21 @@ def _fsck(
     report.missing = sorted(set(needs) - present)
     report.needed_by = {h: needs[h] for h in report.missing}
     return report
+
+
+def _check_tags(store: ObjectStore, report: FsckReport) -> None:
+    """A damaged or crafted tag record is corrupt; a tag naming a snapshot the store lacks is
+    a note (the tag is kept: a pull may bring the snapshot)."""
+    from repro.tags import list_tags
+
+    bad: list[str] = []
+    present = set(list_snapshots(store.backend))
+    for tag in list_tags(store.backend, bad):
+        if tag.sig not in present:
+            report.notes.append(
+                f"tag '{tag.name}' names snapshot {tag.sig[:12]}, which this store does not hold"
+            )
+    report.corrupt += bad
 
 
 def _lock_needs(
@@ -216,6 +232,11 @@ def meta_ok(key: str, data: bytes) -> bool:
             from repro.snapshots import snapshot_ok
 
             return snapshot_ok(name, data)
+        if folder == TAGS:
+            from repro.tags import Tag
+
+            Tag.decode(data, name, key)  # raises when damaged, crafted or filed under another name
+            return True
         if folder == RUNS:
             from repro.pipeline.runcache import RunCacheEntry
 

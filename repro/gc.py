@@ -1,10 +1,11 @@
 """`repro gc`: keep the cache to what matters.
 
 gc keeps every object reachable from the kept snapshots (all of them by default, or the last N
-plus the ones named), from `repro.lock` (the workspace's state), and every log a run record
-points to; it drops the rest, and the run-cache entries whose outputs it dropped. It holds the
-project's run lock, so it never removes what a run in progress is writing; on a remote, objects
-newer than a grace period are left alone, since another machine may be pushing them.
+plus the ones named; tagged ones always), from `repro.lock` (the workspace's state), and every
+log a run record points to; it drops the rest, and the run-cache entries whose outputs it
+dropped. It holds the project's run lock, so it never removes what a run in progress is
+writing; on a remote, objects newer than a grace period are left alone, since another machine
+may be pushing them.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def kept_snapshots(store: ObjectStore, keep_last: int | None, keep: list[str]) -
                 order.append(rec.snapshot)
         kept = set(order[:keep_last])
     kept |= {resolve(store.backend, k) for k in keep}
+    from repro.tags import tagged_sigs
+
+    kept |= tagged_sigs(store.backend) & set(all_sigs)  # a tagged version is always kept
     return sorted(kept)
 
 

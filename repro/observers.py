@@ -47,8 +47,9 @@ class Reporter:
         exit_code: int | None,
         executor: str | None,
         outs: dict[str, str],
+        checks: list[dict] | None = None,
     ) -> None:
-        pass
+        """`checks`: the stage's `observe:` outcomes (None or empty when none ran)."""
 
     def run_finished(self, snapshot: str | None, status: str, stages: dict[str, str]) -> None:
         pass
@@ -134,6 +135,7 @@ class Observers(Reporter):
         exit_code: int | None,
         executor: str | None,
         outs: dict[str, str],
+        checks: list[dict] | None = None,
     ) -> None:
         fields = {
             "stage": stage,
@@ -144,6 +146,8 @@ class Observers(Reporter):
             "executor": executor,
             "outs": dict(outs),
         }
+        if checks:  # only a stage whose `observe:` checks ran has them (DESIGN's fields stay)
+            fields["checks"] = list(checks)
         self._emit("stage_finished", fields)
 
     def run_finished(self, snapshot: str | None, status: str, stages: dict[str, str]) -> None:
@@ -151,11 +155,14 @@ class Observers(Reporter):
 
 
 def from_config(config: dict[str, Any], root: str) -> Reporter:
-    """The reporter for a run: a no-op one unless `[observe] use` names observers. One that
+    """The reporter for a run: a no-op one unless `[observe] use` names observers or the
+    config has `[[alerts]]` (which activate the `alerts` observer by themselves). One that
     is not installed or cannot be set up is reported on stderr and left out: observers never
     change whether a run happens."""
     observe = config.get("observe") or {}
-    names = observe.get("use") or []
+    names = list(observe.get("use") or [])
+    if config.get("alerts") and "alerts" not in names:
+        names.append("alerts")  # [[alerts]] entries are the alerts observer's whole config
     if not names:
         return Reporter()
     active: list[tuple[str, Any]] = []

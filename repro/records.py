@@ -61,6 +61,8 @@ class StageRecord:
     message: str | None = None
     executor: str | None = None  # what ran the command (None: it did not run)
     worker: str | None = None  # where: host, container or worker
+    # `observe:` outcomes: {"name", "kind", "ok", "message", "severity", "seconds"} each
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageRecord:
@@ -74,7 +76,7 @@ class StageRecord:
 @dataclass
 class RunRecord:
     run_id: str
-    kind: str  # run | add
+    kind: str  # run | add | rollback
     user: str
     host: str
     started: str  # UTC ISO 8601
@@ -89,6 +91,7 @@ class RunRecord:
     status: str  # ok | failed
     stages: list[StageRecord] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    rollback_from: str | None = None  # kind rollback: the snapshot the workspace held before
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,6 +301,8 @@ def record_problem(d: Any, run_id: str) -> str | None:
     snap = d.get("snapshot")
     if snap is not None and not is_hash(snap):
         return "field 'snapshot' is not a hash"
+    if d.get("rollback_from") is not None and not is_hash(d.get("rollback_from")):
+        return "field 'rollback_from' is not a hash"
     argv, ci = d.get("argv"), d.get("ci")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         return "field 'argv' is not a list of text"
@@ -343,6 +348,22 @@ def _stage_problem(s: Any) -> str | None:
         for r in reasons
     ):
         return f"{where}: 'reasons' is not a list of mappings of text"
+    return _checks_problem(s.get("checks", []), where)
+
+
+def _checks_problem(checks: Any, where: str) -> str | None:
+    """`show` prints a stage's check outcomes: each must have its fields' types."""
+    if not isinstance(checks, list):
+        return f"{where}: 'checks' is not a list"
+    for c in checks:
+        if not (
+            isinstance(c, dict)
+            and all(_text(c.get(k)) for k in ("name", "kind", "severity"))
+            and isinstance(c.get("ok"), bool)
+            and isinstance(c.get("message"), str | None)
+            and _number(c.get("seconds"))
+        ):
+            return f"{where}: 'checks' holds an entry that is not a check's outcome"
     return None
 
 

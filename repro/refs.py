@@ -4,6 +4,7 @@ DESIGN.md: "anywhere a sig is accepted, a unique prefix (7+), a tag name, or a g
 (its `repro.lock`'s state) is accepted too". A git revision is read with `git show
 REV:repro.lock` (validated like any lock from git) and mapped to the stored snapshot that holds
 the same state: first among the snapshots the run records made at that commit, then among all.
+A tag name (repro/tags.py) is looked up first and wins over a git revision of the same name.
 Where no stored snapshot matches, `diff` can still compare against the lock's own record
 (stages and data); `checkout` needs a stored snapshot and says so.
 """
@@ -100,10 +101,32 @@ def _is_prefix(ref: str) -> bool:
     return len(ref) >= 7 and all(c in "0123456789abcdef" for c in ref.lower())
 
 
+def tag_sig(project: Project, ref: str) -> str | None:
+    """The sig tag `ref` names, or None when no tag has that name; a tag whose snapshot is
+    not in the cache is one sentence saying where to get it."""
+    from repro.snapshots import snapshot_key
+    from repro.tags import read_tag
+
+    backend = project.cache.backend
+    tag = read_tag(backend, ref)
+    if tag is None:
+        return None
+    if not backend.exists(snapshot_key(tag.sig)):
+        raise NotFoundError(
+            f"tag '{ref}' names snapshot {tag.sig[:12]}, which is not in the cache; "
+            "'repro pull' may fetch it from a remote."
+        )
+    return tag.sig
+
+
 def resolve_sig(project: Project, ref: str) -> str:
     """The full sig of the stored snapshot `ref` names: a sig prefix, or a git revision whose
-    `repro.lock` state was recorded as a snapshot."""
+    `repro.lock` state was recorded as a snapshot. A tag name wins over a git revision of the
+    same name (a tag name is never 7+ hex characters, so it never shadows a sig prefix)."""
     backend = project.cache.backend
+    tagged = tag_sig(project, ref)
+    if tagged is not None:
+        return tagged
     if _is_prefix(ref):
         try:
             return resolve(backend, ref)

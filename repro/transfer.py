@@ -149,6 +149,7 @@ def push(
                 retry(lambda key=key, data=data: rstore.backend.write_bytes(key, data))
                 index.add([key])
                 report.meta += 1
+        _push_tags(project, rstore, name, report)
         if verify_remote:
             from repro.maintenance import verify_remote as check_remote
 
@@ -170,6 +171,29 @@ def _meta_ok(key: str, data: bytes) -> bool:
     from repro.maintenance import meta_ok
 
     return meta_ok(key, data)
+
+
+def _push_tags(project: Project, rstore: ObjectStore, name: str, report: TransferReport) -> None:
+    """Tags travel after the snapshots they name; one the remote holds for another sig is
+    left there, with a warning."""
+    from repro.tags import push_tags
+
+    sent, warnings = retry(lambda: push_tags(project.cache.backend, rstore.backend, name))
+    report.meta += sent
+    report.refused += warnings
+
+
+def _pull_tags(project: Project, rstore: ObjectStore, name: str, report: TransferReport) -> None:
+    """The remote's tags, checked as untrusted input; a local tag is never moved by a pull."""
+    from repro.snapshots import snapshot_key
+    from repro.tags import pull_tags
+
+    local = project.cache.backend
+    got, warnings = retry(
+        lambda: pull_tags(local, rstore.backend, name, lambda s: local.exists(snapshot_key(s)))
+    )
+    report.meta += got
+    report.refused += warnings
 
 
 def pull(
@@ -218,6 +242,7 @@ def _pull(
                     continue
                 local.backend.write_bytes(key, data)
                 report.meta += 1
+        _pull_tags(project, rstore, name, report)
         if chosen is not None:
             roots = [(d["hash"], bool(d.get("isdir"))) for d in chosen.values()]
         else:

@@ -61,6 +61,7 @@ class StageDecision:
             out.exit_code,
             out.executor,
             {p: h.hash for p, h in out.outs.items()},
+            checks=out.checks,
         )
         return out
 

@@ -35,6 +35,7 @@ class StageOutcome:
     mismatches: list[str] = field(default_factory=list)
     executor: str | None = None  # the executor that ran the command, and where it ran
     worker: str | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)  # `observe:` outcomes (checks.py)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "status": self.status, "signature": self.signature}
@@ -43,6 +44,8 @@ class StageOutcome:
             d["mismatches"] = self.mismatches
         if self.message:
             d["message"] = self.message
+        if self.checks:
+            d["checks"] = self.checks
         return d
 
 

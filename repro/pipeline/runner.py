@@ -168,6 +168,7 @@ def _record(
             s.message,
             executor=s.executor,
             worker=s.worker,
+            checks=s.checks,
         )
         for s in result.stages
     ]

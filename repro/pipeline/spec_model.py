@@ -28,6 +28,7 @@ STAGE_KEYS = {
     "network",
     "desc",
     "executor",
+    "observe",
     "foreach",
     "matrix",
     "do",
@@ -95,6 +96,9 @@ class Stage:
     desc: str | None = None
     line: int = 0
     executor: str | None = None  # the executor's name; None: chosen by --executor, config, image
+    # `observe:` checks run after the command (repro.pipeline.checks); not part of the
+    # signature. A tuple default: specs pickled by an older repro still read as "no checks".
+    observe: tuple[Check, ...] = ()
 
     @property
     def out_paths(self) -> list[str]:
@@ -174,3 +178,199 @@ def _line(node: Any, key: Any = None) -> int:
         return int(lc.line) + 1
     except Exception:
         return 0
+
+
+# --- `observe:` checks --------------------------------------------------------------------------
+CHECK_KINDS = ("metric", "cmd", "schema")
+CHECK_KEYS = {"name", *CHECK_KINDS, "min", "max", "timeout", "columns", "on_fail", "severity"}
+# Keys that belong to one kind of check only.
+_CHECK_KIND_KEYS = {"min": "metric", "max": "metric", "timeout": "cmd", "columns": "schema"}
+CHECK_TABLES = (".csv", ".tsv", ".tab", ".psv", ".parquet", ".json")
+MAX_CHECK_NAME = 200
+
+
+@dataclass(frozen=True)
+class Check:
+    """One `observe:` entry of a stage: an observation made after its command succeeded.
+    Paths are project-relative POSIX; `columns` pairs a name with its type (None: any)."""
+
+    name: str
+    kind: str  # metric | cmd | schema
+    index: int
+    path: str | None = None  # metric file or schema table
+    key: str | None = None  # the metric's flat key
+    min: float | None = None
+    max: float | None = None
+    cmd: str | None = None
+    timeout: float | None = None
+    columns: tuple[tuple[str, str | None], ...] = ()
+    on_fail: str = "fail"  # fail | warn
+    severity: str = "major"  # major | minor
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # not NaN
+
+
+def parse_observe(
+    raw: Any,
+    stage: str,
+    norm: Any,
+    problems: _Problems,
+    node: Any,
+    line: int,
+) -> tuple[Check, ...]:
+    """The stage's `observe:` list, each entry validated; problems name the check's index and
+    key (`observe[1].min`). `norm(path) -> (rel, error)` resolves a path from the stage's wdir."""
+    if not isinstance(raw, list):
+        problems.add(node, "must be a list of checks (each a mapping)", stage, "observe", line)
+        return ()
+    checks: list[Check] = []
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        check = _parse_check(i, item, stage, norm, problems, raw)
+        if check is None:
+            continue
+        if check.name in names:
+            ln = _line(item) or line
+            problems.add(
+                item, f"check name '{check.name}' is used twice", stage, f"observe[{i}].name", ln
+            )
+            continue
+        names.add(check.name)
+        checks.append(check)
+    return tuple(checks)
+
+
+def _parse_check(
+    i: int, item: Any, stage: str, norm: Any, problems: _Problems, seq: Any
+) -> Check | None:
+    n0 = len(problems.items)
+    item_line = _seq_line(seq, i)
+
+    def bad(key: str | None, msg: str) -> None:
+        where = f"observe[{i}]" + (f".{key}" if key else "")
+        problems.add(item, msg, stage, where, (_line(item, key) if key else 0) or item_line)
+
+    if not isinstance(item, dict):
+        bad(None, "must be a mapping with one of 'metric', 'cmd' or 'schema'")
+        return None
+    for k in item:
+        if k not in CHECK_KEYS:
+            bad(str(k), f"unknown key (allowed: {', '.join(sorted(CHECK_KEYS))})")
+    kinds = [k for k in CHECK_KINDS if k in item]
+    if len(kinds) != 1:
+        bad(None, "needs exactly one of 'metric', 'cmd' or 'schema'" + _found(kinds))
+        return None
+    kind = kinds[0]
+    for k, owner in _CHECK_KIND_KEYS.items():
+        if k in item and owner != kind:
+            bad(k, f"belongs to a '{owner}' check, not a '{kind}' one")
+    on_fail = item.get("on_fail", "fail")
+    if on_fail not in ("fail", "warn"):
+        bad("on_fail", f"must be 'fail' or 'warn', not {on_fail!r}")
+    severity = item.get("severity", "major")
+    if severity not in ("major", "minor"):
+        bad("severity", f"must be 'major' or 'minor', not {severity!r}")
+    fields: dict[str, Any] = {}
+    if kind == "metric":
+        fields = _metric_fields(item, norm, bad)
+    elif kind == "cmd":
+        fields = _cmd_fields(item, bad)
+    else:
+        fields = _schema_fields(item, norm, bad)
+    name = item.get("name")
+    if name is None:
+        name = _default_name(kind, item)
+    elif (
+        not isinstance(name, str)
+        or not name.strip()
+        or _CONTROL_RE.search(name)
+        or len(name) > MAX_CHECK_NAME
+    ):
+        bad("name", f"must be a line of text of at most {MAX_CHECK_NAME} characters")
+    if len(problems.items) != n0:
+        return None
+    return Check(
+        name=name.strip(), kind=kind, index=i, on_fail=on_fail, severity=severity, **fields
+    )
+
+
+def _found(kinds: list[str]) -> str:
+    return f" (found {' and '.join(repr(k) for k in kinds)})" if kinds else ""
+
+
+def _seq_line(seq: Any, i: int) -> int:
+    lc = getattr(seq, "lc", None)
+    try:
+        return int(lc.item(i)[0]) + 1 if lc is not None else 0
+    except Exception:
+        return 0
+
+
+def _default_name(kind: str, item: dict) -> str:
+    value = str(item.get(kind) or "").strip()
+    if kind == "cmd":
+        return value if len(value) <= 60 else value[:57] + "..."
+    return value if kind == "metric" else f"schema of {value}"
+
+
+def _metric_fields(item: dict, norm: Any, bad: Any) -> dict[str, Any]:
+    spec = item.get("metric")
+    if not isinstance(spec, str) or ":" not in spec:
+        bad("metric", "must be 'FILE:KEY' (e.g. metrics.json:accuracy)")
+        return {}
+    file, _, key = spec.rpartition(":")
+    if not file.strip() or not key.strip():
+        bad("metric", "must be 'FILE:KEY' (e.g. metrics.json:accuracy)")
+        return {}
+    rel, err = norm(file.strip())
+    if err:
+        bad("metric", err)
+    lo, hi = item.get("min"), item.get("max")
+    for k, v in (("min", lo), ("max", hi)):
+        if v is not None and not _is_number(v):
+            bad(k, "must be a number")
+    if lo is None and hi is None:
+        bad("metric", "needs 'min', 'max' or both")
+    elif _is_number(lo) and _is_number(hi) and lo > hi:
+        bad("min", f"{lo} is above max {hi}")
+    return {"path": rel, "key": key.strip(), "min": lo, "max": hi}
+
+
+def _cmd_fields(item: dict, bad: Any) -> dict[str, Any]:
+    cmd = item.get("cmd")
+    if isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd):
+        cmd = " && ".join(cmd)
+    if not isinstance(cmd, str) or not cmd.strip():
+        bad("cmd", "must be a non-empty string or list of strings")
+    elif "\x00" in cmd:
+        bad("cmd", "contains a NUL byte")
+    elif len(cmd.encode("utf-8", "surrogatepass")) > MAX_CMD_BYTES:
+        bad("cmd", f"is longer than {MAX_CMD_BYTES:,} bytes (put it in a script file)")
+    timeout = item.get("timeout")
+    if timeout is not None and (not _is_number(timeout) or not 0 < timeout <= 7 * 86400):
+        bad("timeout", "must be a number of seconds above 0 (at most a week)")
+    return {"cmd": cmd, "timeout": float(timeout) if _is_number(timeout) else None}
+
+
+def _schema_fields(item: dict, norm: Any, bad: Any) -> dict[str, Any]:
+    path = item.get("schema")
+    rel, err = norm(path) if isinstance(path, str) else (None, "must be the path of a table")
+    if err:
+        bad("schema", err)
+    elif not str(rel).lower().endswith(CHECK_TABLES):
+        bad("schema", f"'{path}' is not a table repro reads ({', '.join(CHECK_TABLES)})")
+    raw = item.get("columns")
+    columns: list[tuple[str, str | None]] = []
+    if isinstance(raw, list) and all(isinstance(c, str) and c for c in raw):
+        columns = [(c, None) for c in raw]
+    elif isinstance(raw, dict) and all(
+        isinstance(c, str) and c and isinstance(t, str) and t.strip() for c, t in raw.items()
+    ):
+        columns = [(c, t.strip()) for c, t in raw.items()]
+    if not columns:
+        bad("columns", "must be a non-empty list of column names or a mapping of names to types")
+    elif len({c for c, _ in columns}) != len(columns):
+        bad("columns", "names a column twice")
+    return {"path": rel, "columns": tuple(columns)}

@@ -23,6 +23,7 @@ from repro.pipeline.spec_model import (
     _line,
     _Problems,
     derive_seed,
+    parse_observe,
     seed_problem,
 )
 from repro.safety import output_problem
@@ -269,6 +270,16 @@ def _parse_stage(
             "executor",
             _line(body, "executor"),
         )
+    observe: tuple = ()
+    if body.get("observe") is not None:
+        observe = parse_observe(
+            body["observe"],
+            name,
+            lambda p: _norm(root, wrel, p),
+            problems,
+            body,
+            _line(body, "observe") or line,
+        )
     if len(problems.items) != n0:
         return None
     return Stage(
@@ -285,6 +296,7 @@ def _parse_stage(
         desc=str(desc) if desc else None,
         line=line,
         executor=executor,
+        observe=observe,
         **flags,
     )
 

@@ -13,7 +13,7 @@ from repro.errors import PathError, ReproError
 from repro.execution.base import ExecContext, ExecRequest, ExecResult, Executor, echo_to
 from repro.gitignore import ensure_ignored, git_tracked
 from repro.pipeline import runcache
-from repro.pipeline.outcome import StageOutcome, _unprotect
+from repro.pipeline.outcome import StageOutcome, _unprotect, _warn
 from repro.pipeline.signature import StageInputs
 from repro.pipeline.spec import Stage
 from repro.pipeline.status import (
@@ -239,10 +239,35 @@ class StageExecution:
             return
         if not out.outs:  # the executor stored none itself
             out.outs = self._hash_outputs(stage, link=True)
+        if stage.observe and not self._checked(stage, out):
+            return
         runcache.put_entry(
             self.project.cache.backend, inputs.signature, stage.name, out.outs, self.run_id
         )
         self._ignore(stage)
+
+    def _checked(self, stage: Stage, out: StageOutcome) -> bool:
+        """Run the stage's `observe:` checks on its taken outputs (read-only in the cache, so
+        a check cannot change what is recorded); False when one with `on_fail: fail` failed:
+        the stage then fails and records nothing as its result."""
+        from repro.pipeline.checks import failure_message, run_checks, warnings
+
+        results = run_checks(
+            self.project,
+            stage,
+            env=self._request(stage, out.inputs).env,
+            log_dir=self._log_dir,
+            cancel=self.cancel,
+            echo=echo_to(self.echo, f"[{stage.name}] " if self.jobs > 1 else ""),
+        )
+        out.checks = [r.to_dict() for r in results]
+        for line in warnings(stage.name, results):
+            _warn(line)
+        message = failure_message(stage.name, results)
+        if message is None:
+            return True
+        out.status, out.message, out.outs = Outcome.FAILED, message, {}
+        return False
 
     def _verify(
         self, stage: Stage, inputs: StageInputs, out: StageOutcome, t0: float

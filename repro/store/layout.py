@@ -6,6 +6,7 @@ One owner, so no module spells `runs/` or `records/` itself (DESIGN.md, storage 
     runs/<stage signature>        run-cache entry (msgpack)
     snapshots/<snapshot id>       snapshot (msgpack)
     records/<run id>              run record (msgpack)
+    tags/<name>                   tag: a name for a snapshot (msgpack)
 
 Records carry a `"format"` number. Decoding is forward-compatible: fields this repro does not
 know are ignored (an older repro keeps reading what a newer one wrote beside them), while a
@@ -23,11 +24,13 @@ OBJECTS = "objects"
 RUNS = "runs"
 SNAPSHOTS = "snapshots"
 RECORDS = "records"
+TAGS = "tags"  # not in META: push and pull carry tags themselves (never clobbering one)
 META = (RUNS, SNAPSHOTS, RECORDS)  # the metadata folders, in the order a push sends them
 
 RUNCACHE_FORMAT = 1
 SNAPSHOT_FORMAT = 1
 RECORD_FORMAT = 1
+TAG_FORMAT = 1
 
 
 def object_key(h: str) -> str:
@@ -44,6 +47,10 @@ def snapshot_key(sig: str) -> str:
 
 def record_key(run_id: str) -> str:
     return f"{RECORDS}/{run_id}"
+
+
+def tag_key(name: str) -> str:
+    return f"{TAGS}/{name}"
 
 
 def folder_of(key: str) -> str:
