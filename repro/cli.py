@@ -5,8 +5,8 @@ line on stderr and an exit code here, in `main`, and nowhere else. Heavy modules
 inside the commands that use them, so `repro --help` stays fast.
 
 The app and shared helpers live in repro/cli_app.py; the commands in repro/cli_data.py,
-cli_run.py, cli_history.py, cli_share.py, cli_env.py, cli_gate.py, cli_tags.py and
-cli_alerts.py, imported here so they register.
+cli_run.py, cli_history.py, cli_share.py, cli_env.py, cli_gate.py, cli_tags.py,
+cli_alerts.py, cli_report.py, cli_metrics.py and cli_plots.py, imported here so they register.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from repro.errors import ReproError
 # isort: off
 from repro import cli_data, cli_run, cli_history, cli_share, cli_env  # noqa: F401
 from repro import cli_gate, cli_tags, cli_alerts  # noqa: F401
+from repro import cli_report, cli_metrics, cli_plots  # noqa: F401
 # isort: on
 
 __all__ = ["Signalled", "app", "main"]
