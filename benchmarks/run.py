@@ -352,6 +352,135 @@ def bench_push_pull(base: str, n: int, rows: list[dict]) -> None:
         server.stop()
 
 
+def make_records(root: str, n: int) -> None:
+    """n synthetic run records (two stages, one metrics file each) in the project's cache."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from repro.project import Project
+    from repro.records import RunRecord, StageRecord, iso, save_record
+
+    backend = Project(root).cache.backend
+    t0 = time.time() - n * 60
+    for i in range(n):
+        t = t0 + i * 60
+        stages = [StageRecord(s, "ran", f"{i:032x}", 1.5) for s in ("prepare", "train")]
+        rec = RunRecord(
+            run_id=f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(t))}000Z-{i:06x}",
+            kind="run",
+            user="bench",
+            host="h",
+            started=iso(t),
+            ended=iso(t + 3),
+            argv=["repro", "run"],
+            ci={},
+            git_commit=f"{i:040x}",
+            git_dirty=False,
+            python="3",
+            platform="linux",
+            snapshot=f"{i:032x}",
+            status="ok",
+            stages=stages,
+            metrics={"metrics.json": {"accuracy": i / n, "loss": 1 - i / n}},
+        )
+        save_record(backend, rec)
+
+
+def bench_log(base: str, n: int, rows: list[dict]) -> None:
+    """`repro log` over n run records: the index rebuilt from the store, then answering."""
+    root = new_project(base, "log")
+    make_records(root, n)
+    index = os.path.join(root, ".repro", "state-runs.db")
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(index + suffix)
+    row: dict = {"dataset": f"log over {n} run records"}
+    row["repro log -n 20, index rebuilt s"] = timed([REPRO, "log", "-n", "20"], root)
+    row["repro log -n 20 s"] = best(lambda: sh([REPRO, "log", "-n", "20"], root))
+    row["repro log --json (all) s"] = best(lambda: sh([REPRO, "log", "--json"], root))
+    rows.append(row)
+
+
+def make_versions(root: str, n: int) -> None:
+    """n pipeline versions: a stored snapshot each (a param moves every time), each made by one
+    run record; a failed run (no snapshot) after every tenth."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from repro.project import Project
+    from repro.records import RunRecord, StageRecord, iso, save_record
+    from repro.snapshots import Snapshot, save_snapshot
+
+    backend = Project(root).cache.backend
+    t0 = time.time() - n * 3600
+
+    def record(i: int, t: float, sig: str | None) -> RunRecord:
+        stage = StageRecord("train", "ran" if sig else "failed", f"{i + 1:032x}", 2.0 + i % 7)
+        return RunRecord(
+            run_id=f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(t))}000Z-{i:06x}",
+            kind="run",
+            user="bench",
+            host="h",
+            started=iso(t),
+            ended=iso(t + 3),
+            argv=["repro", "run"],
+            ci={},
+            git_commit=f"{i:040x}",
+            git_dirty=False,
+            python="3",
+            platform="linux",
+            snapshot=sig,
+            status="ok" if sig else "failed",
+            stages=[stage],
+            metrics={"metrics.json": {"accuracy": i / n, "loss": 1 - i / n}} if sig else {},
+        )
+
+    for i in range(n):
+        t = t0 + i * 3600
+        entry = {
+            "cmd": "python train.py",
+            "deps": {"train.py": {"hash": "ab" * 16, "size": 100}},
+            "params": {"params.yaml:train.lr": i / n},
+            "outs": {"model.pkl": {"hash": f"{i:032x}", "size": 10}},
+            "signature": f"{i + 1:032x}",
+        }
+        save_record(
+            backend, record(i, t, save_snapshot(backend, Snapshot({"train": entry}, {}, {})))
+        )
+        if i % 10 == 9:
+            save_record(backend, record(n + i, t + 60, None))
+
+
+def bench_report(base: str, n: int, rows: list[dict]) -> None:
+    """`repro report` over n versions, and the page's render in headless Chromium (the time
+    from the script's start to every chart drawn, and from navigation to that point)."""
+    root = new_project(base, "report")
+    make_versions(root, n)
+    out = os.path.join(base, "report.html")
+    row: dict = {"dataset": f"report over {n} versions"}
+    row["repro report s"] = best(lambda: sh([REPRO, "report", "-o", out], root))
+    row["report MiB"] = os.path.getsize(out) / 2**20
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        row["chromium"] = "playwright not installed"
+        rows.append(row)
+        return
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        tries = []
+        for _ in range(3):
+            page = b.new_page(viewport={"width": 1280, "height": 900})
+            t = time.perf_counter()
+            page.goto(Path(out).as_uri())
+            page.wait_for_selector("body[data-rendered]", timeout=60_000)
+            tries.append(
+                (time.perf_counter() - t, float(page.evaluate("document.body.dataset.rendered")))
+            )
+            row["dots"] = page.locator("[data-sig]").count()
+            page.close()
+        b.close()
+    row["chromium load to rendered s"] = min(x for x, _ in tries)
+    row["chromium script to rendered s"] = min(y for _, y in tries) / 1000
+    rows.append(row)
+
+
 def fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.3f}" if v < 100 else f"{v:.0f}"
@@ -363,12 +492,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--size-mib", type=int, default=1024, help="large file size (MiB)")
     ap.add_argument("--files", type=int, default=100_000, help="small files in the folder")
-    ap.add_argument("--only", action="append", help="hashing, checkout, chain, folder, pushpull")
+    ap.add_argument(
+        "--only", action="append", help="hashing, checkout, chain, folder, pushpull, log, report"
+    )
     ap.add_argument("--json", default="benchmarks/results/latest.json")
     a = ap.parse_args()
     if a.quick:
         a.size_mib, a.files = 64, 5000
-    only = set(a.only or ["hashing", "checkout", "chain", "folder", "pushpull"])
+    only = set(a.only or ["hashing", "checkout", "chain", "folder", "pushpull", "log", "report"])
     base = tempfile.mkdtemp(prefix="repro-bench-", dir=os.environ.get("REPRO_BENCH_DIR"))
     rows: list[dict] = []
     print(f"repro benchmarks in {base}; DVC: {dvc_cmd() or 'not installed (no DVC column)'}")
@@ -398,6 +529,10 @@ def main() -> None:
             bench_folder_pipeline(base, 20_000 if not a.quick else 2000, rows)
         if "pushpull" in only:
             bench_push_pull(base, 20_000 if not a.quick else 2000, rows)
+        if "log" in only:
+            bench_log(base, 10_000 if not a.quick else 2000, rows)
+        if "report" in only:
+            bench_report(base, 1000 if not a.quick else 200, rows)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for row in rows:

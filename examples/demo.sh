@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The example end to end: a fresh copy of examples/iris, tracked data, a first run, a no-op run,
-# a param change that reruns only what reads it, and a revert that restores from the run cache.
+# a param change that reruns only what reads it, and a revert that restores from the run cache;
+# it ends by writing the report (`repro report`) and printing its path.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${DEMO_DIR:-$here/../build/demo}
@@ -52,4 +53,8 @@ repro run --verify train
 
 step "repro log"
 repro log -n 5 || true
+
+step "repro report   (the timeline dashboard: one HTML file, no network)"
+repro report -o "$work/report.html"
 printf '\nDemo workspace: %s\n' "$work"
+printf 'Report: %s   (open it in a browser; click a dot for its details)\n' "$work/report.html"

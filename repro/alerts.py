@@ -201,9 +201,24 @@ def url_problem(url: Any) -> str | None:
         return "must be an http(s) URL"
     if not parts.hostname:
         return "has no host"
-    if any(c in url for c in "\r\n\0 "):
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):  # http.client would echo the path
         return "contains whitespace or control characters"
     return None
+
+
+def redacted(url: Any) -> str:
+    """A URL for messages: scheme and host only (its path may be a Slack token, its user
+    part a password)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str):
+        return repr(url)[:60]
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "(a URL)"
+    return f"{parts.scheme}://{host}/…" if parts.scheme else "(a URL)"
 
 
 # -- sending ---------------------------------------------------------------------------------
@@ -244,40 +259,65 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Non
     except TimeoutError:
         raise _Failed(f"no answer within {timeout:.1f} s") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        raise _Failed(f"{type(exc).__name__}: {exc}") from None
+        said = _without_secrets(str(exc), url)
+        raise _Failed(f"{type(exc).__name__}: {said[:300]}") from None
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """`text` without the URL, its path and query (a Slack token) or its password."""
+    from urllib.parse import urlsplit
+
+    text = text.replace(url, redacted(url))
+    parts = urlsplit(url)
+    for secret in (url[url.find(parts.netloc) + len(parts.netloc) :], parts.password):
+        if secret and len(secret) > 1:
+            text = text.replace(secret, "…")
+    return text
 
 
 def _run_command(argv: list[str], body: bytes, root: str, timeout: float) -> None:
-    """Run the program with the event on stdin; its process group dies with the timeout."""
-    import signal
+    """Run the program with the event on stdin. Its exit is what counts: its stderr goes to a
+    temporary file, not a pipe, so a child it leaves running (which would hold a pipe open)
+    cannot turn a delivered alert into a timeout that is re-sent; what it leaves in its
+    process group is killed once it exits, and the whole group with the timeout."""
     import subprocess
+    import tempfile
 
     if not argv:
         raise _Failed("the command is empty", False)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=root,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise _Failed(f"cannot start '{argv[0]}' ({exc.strerror or exc})", False) from None
-    try:
-        _, err = proc.communicate(body, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    with tempfile.TemporaryFile() as err:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        proc.communicate()
-        raise _Failed(f"'{argv[0]}' did not finish within {timeout:.1f} s") from None
-    if proc.returncode != 0:
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
-        said = f": {tail[0][:200]}" if tail else ""
-        raise _Failed(f"'{argv[0]}' exited with code {proc.returncode}{said}")
+            proc = subprocess.Popen(
+                argv,
+                cwd=root,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise _Failed(f"cannot start '{argv[0]}' ({exc.strerror or exc})", False) from None
+        try:
+            proc.communicate(body, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+            raise _Failed(f"'{argv[0]}' did not finish within {timeout:.1f} s") from None
+        _kill_group(proc.pid)  # what it left running in its group must not outlive it
+        if proc.returncode != 0:
+            err.seek(max(0, err.seek(0, os.SEEK_END) - 4096))
+            tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            said = f": {tail[0][:200]}" if tail else ""
+            raise _Failed(f"'{argv[0]}' exited with code {proc.returncode}{said}")
+
+
+def _kill_group(pgid: int) -> None:
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def slack_payload(event: dict[str, Any]) -> dict[str, Any]:
@@ -537,6 +577,7 @@ def _load_pending(path: str, name: str) -> Pending | None:
         and isinstance(d.get("sink"), dict)
         and isinstance(d.get("event"), dict)
         and d["event"].get("severity") in SEVERITIES
+        and type(d.get("attempts", 0)) is int  # a crafted "abc" or 1e400 must not crash
     )
     if not ok:
         return None
@@ -545,7 +586,7 @@ def _load_pending(path: str, name: str) -> Pending | None:
         d["entry"],
         d["sink"],
         d["event"],
-        int(d.get("attempts") or 0),
+        max(0, d.get("attempts") or 0),
         str(d.get("last_error") or ""),
         str(d.get("queued") or ""),
         str(d.get("tried") or ""),

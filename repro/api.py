@@ -45,7 +45,10 @@ __all__ = [
     "init",
     "install_hooks",
     "log",
+    "metrics_diff",
+    "metrics_show",
     "params",
+    "params_diff",
     "pull",
     "push",
     "rollback",
@@ -256,6 +259,43 @@ def log(
 
     with _open(root) as project:
         return log_rows(project, n, stage)
+
+
+def metrics_show(
+    refs: Names = None, root: PathLike = ".", *, all: bool = False
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The metrics files' values, flat keys (`repro metrics show --json`):
+    `{"<sig or workspace>": {"<metrics file>": {metric: value}}}` for the workspace (default)
+    or each state in `refs` (sig, tag, git revision, `repro.lock`, `workspace`); `all`: also
+    every stored snapshot, newest first."""
+    from repro.metrics import show as compute
+
+    with _open(root) as project:
+        return compute(project, _names(refs), all)
+
+
+def metrics_diff(
+    a: str | None = None, b: str | None = None, root: PathLike = ".", *, all: bool = False
+) -> dict[str, Any]:
+    """How the metrics moved from state `a` (default repro.lock) to `b` (default the
+    workspace), per file and metric: old, new, delta, % change and the policy's severity
+    (`repro metrics diff --json`); only those that changed unless `all`."""
+    from repro.metrics import diff as compute
+
+    with _open(root) as project:
+        return compute(project, a, b, all)
+
+
+def params_diff(
+    a: str | None = None, b: str | None = None, root: PathLike = ".", *, all: bool = False
+) -> dict[str, Any]:
+    """The params that differ between state `a` (default repro.lock) and `b` (default the
+    workspace), by params file and key, old and new (`repro params diff --json`); every
+    param with `all`."""
+    from repro.metrics import params_diff as compute
+
+    with _open(root) as project:
+        return compute(project, a, b, all)
 
 
 def show(ref: str, root: PathLike = ".") -> dict[str, Any]:

@@ -17,7 +17,12 @@ app.add_typer(alerts_app, name="alerts")
 
 @alerts_app.command("pending")
 def alerts_pending(as_json: JsonOpt = False) -> None:
-    """List alert deliveries that failed and wait for 'repro alerts retry'."""
+    """List alert deliveries that failed and wait for 'repro alerts retry'.
+
+    \b
+    Example:
+      repro alerts pending --json
+    """
     from repro.alerts import pending
 
     rows = [p.to_dict() for p in pending(_project().root)]
@@ -30,13 +35,20 @@ def alerts_pending(as_json: JsonOpt = False) -> None:
         ev, sink = r["event"], r["sink"]
         print(
             f"{r['id']}  {ev.get('severity')} alert to entry {r['entry']} ({sink.get('kind')}), "
-            f"{r['attempts']} attempt(s), last error: {r['last_error']}"
+            f"{r['attempts']} attempt(s)\n    last error: {r['last_error']}"
         )
+    if rows:
+        print(f"{len(rows)} pending: 'repro alerts retry' re-sends them once the cause is fixed")
 
 
 @alerts_app.command("retry")
 def alerts_retry(as_json: JsonOpt = False) -> None:
-    """Re-send the pending alert deliveries; a delivered one leaves the queue."""
+    """Re-send the pending alert deliveries; a delivered one leaves the queue.
+
+    \b
+    Example:
+      REPRO_ALERT_KEY=... repro alerts retry
+    """
     from repro.alerts import retry
     from repro.errors import ReproError
 
@@ -72,7 +84,12 @@ def alerts_test(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send a sample alert to each [[alerts]] entry that wants it: check a new configuration."""
+    """Send a sample alert to each [[alerts]] entry that wants it: check a new configuration.
+
+    \b
+    Example:
+      repro alerts test --on major
+    """
     from repro.alerts import ON_VALUES, entries, send_test
     from repro.errors import ReproError, UsageError
 
@@ -80,7 +97,10 @@ def alerts_test(
         raise UsageError(f"--on must be one of {', '.join(ON_VALUES)}, not '{on}'.")
     project = _project()
     if not entries(project.config):
-        raise ReproError(".repro/config.toml has no [[alerts]] entry to test.")
+        raise ReproError(
+            ".repro/config.toml has no [[alerts]] entry to test; add one first "
+            "(docs/observe.md, 'Alerts', shows webhook, slack and command entries)."
+        )
     done = send_test(project.root, project.config, on)
     if as_json:
         _emit_json([d.to_dict() for d in done])

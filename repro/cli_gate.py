@@ -36,7 +36,13 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Gate for CI: status plus a diff against a baseline, with a verdict and its reasons.
-    Exit 1 when a stage is stale or --fail-on is met."""
+    Exit 1 when a stage is stale or --fail-on is met.
+
+    \b
+    Example:
+      repro check --fail-on major
+      repro check --against v1.2 --json
+    """
     from repro import api
 
     v = api.check(against, fail_on, alerts=not no_alerts)

@@ -16,6 +16,7 @@ from repro.cli_app import (
     _project,
     app,
 )
+from repro.model import tidy
 
 
 @app.command()
@@ -42,10 +43,10 @@ def log(
     for r in rows:
         commit = (r["git_commit"] or "-")[:8]
         sig = (r["snapshot"] or "-")[:12]
-        metrics = "  ".join(f"{k}={v}" for m in r["metrics"].values() for k, v in m.items())
+        metrics = "  ".join(f"{k}={tidy(v)}" for m in r["metrics"].values() for k, v in m.items())
         print(
             f"{r['run_id']}  {sig:12s}  {r['started'][:19]}  {r['user']}@{r['host']}  "
-            f"{commit:8s}  {r['kind']:3s} {r['status']:6s}  {metrics}".rstrip()
+            f"{commit:8s}  {r['kind']:8s} {r['status']:6s}  {metrics}".rstrip()
         )
 
 
@@ -78,7 +79,9 @@ def show(
 def diff(
     a: Annotated[
         str | None,
-        typer.Argument(help="From: a sig, a git revision or repro.lock (default: repro.lock)."),
+        typer.Argument(
+            help="From: a sig, a tag, a git revision or repro.lock (default: repro.lock)."
+        ),
     ] = None,
     b: Annotated[
         str | None, typer.Argument(help="To: the same kinds, or workspace (default).")
@@ -93,7 +96,14 @@ def diff(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What changed between two states (default: repro.lock against the workspace)."""
+    """What changed between two states (default: repro.lock against the workspace).
+
+    \b
+    Example:
+      repro diff                          # repro.lock against the workspace
+      repro diff v1.1 v1.2 --fail-on major
+      repro diff HEAD~1 --json
+    """
     from repro import api
 
     if fail_on not in (None, "major", "minor"):
@@ -104,7 +114,7 @@ def diff(
     if as_json:
         _emit_json(doc)
     else:
-        _print_diff(doc)
+        _print_diff(doc, a or "repro.lock", b or "workspace")
     if fail_on and _fails(doc, fail_on):
         raise typer.Exit(1)
 
@@ -116,13 +126,17 @@ def _fails(doc: dict, fail_on: str) -> bool:
     return any(c.get("severity") in wanted for c in changes)
 
 
-def _print_diff(doc: dict) -> None:
+def _print_diff(doc: dict, a: str, b: str) -> None:
     from repro.safety import is_hash
 
-    def short(name: str) -> str:  # a sig is shortened; `HEAD~1 (0a1b2c3d4e)` is shown whole
-        return name[:12] if is_hash(name) else name
+    def short(name: str, ref: str) -> str:
+        """A sig is shortened and follows the name it was asked by (`v1.2 (3f2a9c1e0b7d)`);
+        `HEAD~1 (0a1b2c3d4e)` is shown whole."""
+        if not is_hash(name):
+            return name
+        return name[:12] if name.startswith(ref.lower()) else f"{ref} ({name[:12]})"
 
-    print(f"from {short(doc['from'])} to {short(doc['to'])}")
+    print(f"from {short(doc['from'], a)} to {short(doc['to'], b)}")
     if doc.get("absent"):
         n = len(doc["absent"])
         print(
@@ -143,7 +157,7 @@ def _print_diff(doc: dict) -> None:
 def _short(v: Any) -> str:
     if isinstance(v, dict) and "hash" in v:
         return f"{v['hash'][:10]} ({_human_bytes(v.get('size') or 0)})"
-    return json.dumps(v) if not isinstance(v, str) else v
+    return json.dumps(tidy(v)) if not isinstance(v, str) else v
 
 
 def _change_line(c: dict) -> str:
@@ -151,7 +165,7 @@ def _change_line(c: dict) -> str:
     if c.get("note"):
         line += f" ({c['note']})"
     if c.get("lines") is not None:
-        line += f" ({c['lines']} lines changed)"
+        line += f" ({c['lines']} line{'' if c['lines'] == 1 else 's'} changed)"
     if c.get("files"):
         f = c["files"]
         line += f" [+{len(f['added'])} -{len(f['removed'])} ~{len(f['changed'])} files]"
@@ -159,5 +173,5 @@ def _change_line(c: dict) -> str:
         delta = f" ({m['delta']:+g})" if m.get("delta") is not None else ""
         if m.get("rule"):
             delta += f" [{m['severity']}: rule {m['rule']}]"
-        line += f"\n      {k}: {m['old']} -> {m['new']}{delta}"
+        line += f"\n      {k}: {tidy(m['old'])} -> {tidy(m['new'])}{delta}"
     return line

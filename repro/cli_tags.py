@@ -25,7 +25,14 @@ def tag(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Name a snapshot (default: the state repro.lock records); push and pull share it."""
+    """Name a snapshot (default: the state repro.lock records); push and pull share it.
+
+    \b
+    Example:
+      repro tag v1.2 -m "accuracy 0.91, shipped"
+      repro diff v1.1 v1.2
+      repro tag -d v1.2
+    """
     from repro import api
 
     if delete:
@@ -48,7 +55,12 @@ def tag(
 
 @app.command()
 def tags(as_json: JsonOpt = False) -> None:
-    """The tags, newest first: name, sig, who, when, message."""
+    """The tags, newest first: name, sig, who, when, message.
+
+    \b
+    Example:
+      repro tags --json
+    """
     from repro import api
 
     rows = api.tags()
@@ -79,7 +91,14 @@ def rollback(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check out an earlier version and record the rollback as a run (kind rollback)."""
+    """Check out an earlier version and record the rollback as a run (kind rollback).
+
+    \b
+    Example:
+      repro rollback          # to the previous tagged version
+      repro rollback v1.1     # or a tag, sig prefix or git revision
+      git commit -am "roll back to v1.1"   # make it stick
+    """
     from repro import api
 
     result = api.rollback(ref, force=force, wait=wait)
@@ -109,7 +128,13 @@ def install_hooks(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Install git hooks: pre-commit warns on stale stages; post-checkout/post-merge check out."""
+    """Install git hooks: pre-commit warns on stale stages; post-checkout/post-merge check out.
+
+    \b
+    Example:
+      repro install-hooks
+      git checkout main       # the post-checkout hook runs 'repro checkout'
+    """
     from repro import api
 
     actions = api.install_hooks(force=force)

@@ -112,7 +112,12 @@ def observer_problem(observe: dict[str, Any]) -> str | None:
     for (name, key), (ok, what) in _OBSERVER_KEYS.items():
         table = observe.get(name) or {}
         if key in table and not ok(table[key]):
-            return f"key 'observe.{name}.{key}' must be {what}, not {table[key]!r:.100}"
+            shown = table[key]
+            if key in ("pushgateway", "tracking_uri") and isinstance(shown, str):
+                from repro.alerts import redacted  # a URL's user part or path may be a secret
+
+                shown = redacted(shown)
+            return f"key 'observe.{name}.{key}' must be {what}, not {shown!r:.100}"
     return None
 
 
@@ -160,7 +165,7 @@ def _alert_problem(entry: dict[str, Any]) -> str | None:
     of the environment variable that holds it."""
     import re
 
-    from repro.alerts import KINDS, MAX_RETRIES, ON_VALUES, command_argv, url_problem
+    from repro.alerts import KINDS, MAX_RETRIES, ON_VALUES, command_argv, redacted, url_problem
 
     on, kind = entry.get("on"), entry.get("kind")
     if on not in ON_VALUES:
@@ -176,7 +181,7 @@ def _alert_problem(entry: dict[str, Any]) -> str | None:
     else:
         problem = url_problem(entry.get("url"))
         if problem:
-            return f"key 'url' {entry.get('url')!r:.100} {problem}"
+            return f"key 'url' {redacted(entry.get('url'))!r:.100} {problem}"
         if "command" in entry:
             return f"key 'command' does not go with kind '{kind}'"
     env = entry.get("secret_env")

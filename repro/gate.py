@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.errors import NotFoundError, UsageError
+from repro.model import tidy
 from repro.pipeline.probes import CACHED, Probes
 from repro.policy import RANK, failure_findings, flat_changes, meets, worst
 from repro.project import Project
@@ -95,6 +96,7 @@ def default_baseline(project: Project) -> str:
 def _fmt(v: Any) -> str:
     if isinstance(v, dict) and "hash" in v:
         return v["hash"][:10]
+    v = tidy(v)
     text = "none" if v is None else (v if isinstance(v, str) else json.dumps(v, default=str))
     text = " ".join(text.split())  # one line per reason, whatever a value holds
     return text if len(text) <= 80 else text[:77] + "..."
@@ -125,7 +127,7 @@ def _change_reasons(c: dict[str, Any]) -> list[Reason]:
     if c.get("note") in ("stage added", "stage removed"):
         detail = c["note"]
     elif kind == "code" and "lines" in c:
-        detail = f"{c['lines']} lines changed"
+        detail = f"{c['lines']} line{'' if c['lines'] == 1 else 's'} changed"
     elif kind in ("params", "env", "seed", "image", "cmd"):
         detail = f"{_fmt(c['old'])} -> {_fmt(c['new'])}"
     elif c["old"] is None or c["new"] is None:

@@ -92,14 +92,41 @@ def hooks_dir(project: Project) -> tuple[str, str]:
     if not where:
         raise ReproError(f"install-hooks: git could not say where the hooks of {top} go.")
     prefix = os.path.relpath(os.path.realpath(project.root), os.path.realpath(top))
-    return os.path.normpath(os.path.join(top, where)), "" if prefix == "." else prefix
+    folder = os.path.normpath(os.path.join(top, where))
+    _check_hooks_folder(top, folder)
+    return folder, "" if prefix == "." else prefix
+
+
+def _check_hooks_folder(top: str, folder: str) -> None:
+    """A hooks folder in the work tree (`core.hooksPath = .githooks`) came with the repository:
+    a symlink there must not lead the hooks' writes out of it. One in the git folder, or
+    anywhere else `core.hooksPath` names, is this machine's own choice."""
+    from repro.errors import UntrustedInputError
+
+    git_dir = _git(top, "rev-parse", "--path-format=absolute", "--git-common-dir") or ""
+
+    def inside(p: str, base: str) -> bool:
+        return bool(base) and (p == base or p.startswith(base.rstrip(os.sep) + os.sep))
+
+    if not inside(folder, top) or inside(folder, os.path.normpath(git_dir)):
+        return
+    real = os.path.realpath(folder)
+    if inside(real, os.path.realpath(top)) or inside(real, os.path.realpath(git_dir)):
+        return
+    raise UntrustedInputError(
+        "core.hooksPath",
+        "folder",
+        os.path.relpath(folder, top),
+        f"leads out of the repository (to {real})",
+    )
 
 
 def script(hook: str, prefix: str) -> str:
     """The text of repro's `hook`, for a project at `prefix` below the repository's top."""
     body = _PRE_COMMIT if hook == "pre-commit" else _CHECKOUT.format(hook=hook)
-    if hook == "post-checkout":  # its third argument is 0 for `git checkout -- FILE`: skip
-        body = '  [ "$3" = "0" ] && return 0\n' + body
+    if hook == "post-checkout":  # its third argument is 0 for `git checkout -- FILE`: skip;
+        # so is a checkout that leaves HEAD where it was (`git checkout -b NEW`): same repro.lock
+        body = '  [ "$3" = "0" ] && return 0\n  [ "$1" = "$2" ] && return 0\n' + body
     return _SCRIPT.format(
         marker=MARKER,
         hook=hook,
@@ -119,11 +146,22 @@ def _is_ours(path: str) -> bool:
 
 
 def _write(path: str, text: str) -> None:
-    tmp = f"{path}.repro-tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    """A new file created exclusively beside `path` (never through a symlink planted in a
+    committed hooks folder), then renamed over it."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def install_hook(folder: str, hook: str, text: str, force: bool) -> HookAction:

@@ -8,7 +8,7 @@ signatures, the planner and the run cache use it without importing the checkout 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from repro.hashing.engine import HashResult
@@ -39,3 +39,12 @@ class PathHash:
     @classmethod
     def of(cls, r: HashResult) -> PathHash:
         return cls(r.hash, r.size, r.is_dir, r.nfiles)
+
+
+def tidy(value: Any) -> Any:
+    """A float as people read it (12 significant digits: 0.1 + 0.2 shows as 0.3, not
+    0.30000000000000004); anything else unchanged. For text output only: JSON keeps the exact
+    value, and a comparison is always made on the exact value."""
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return float(f"{value:.12g}")
+    return value

@@ -8,12 +8,14 @@ objects. Stored as `records/<run id>` beside the objects, so remotes share them 
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,6 +50,14 @@ CI_VARS = (
 )
 
 
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    """A record class's field names, asked once (`log` and `report` decode thousands)."""
+    from dataclasses import fields
+
+    return frozenset(f.name for f in fields(cls))
+
+
 @dataclass
 class StageRecord:
     name: str
@@ -67,9 +77,7 @@ class StageRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageRecord:
         """Fields a newer repro added are left out, so this one still reads its records."""
-        from dataclasses import fields
-
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -100,9 +108,7 @@ class RunRecord:
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         """Fields this repro does not know (a newer one's, or `format`) are left out, so an
         older repro still reads a newer one's records instead of dropping them."""
-        from dataclasses import fields
-
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         stages = [StageRecord.from_dict(s) for s in d.get("stages", [])]
         return cls(**{**{k: v for k, v in d.items() if k in known}, "stages": stages})
 
@@ -230,11 +236,24 @@ def make_record(
 
 
 def save_record(backend: Backend, rec: RunRecord) -> None:
-    """Store `rec` with its format number (kept out of `to_dict`, which `show --json` prints)."""
-    backend.write_bytes(record_key(rec.run_id), packb({"format": RECORD_FORMAT, **rec.to_dict()}))
+    """Store `rec` with its format number (kept out of `to_dict`, which `show --json` prints),
+    and add it to the run index (repro/runindex.py) as reading it back would give it."""
+    from repro.runindex import record_saved
+
+    data = packb({"format": RECORD_FORMAT, **rec.to_dict()})
+    written = time.time_ns()
+    backend.write_bytes(record_key(rec.run_id), data)
+    doc = unpackb(data)
+    if record_problem(doc, rec.run_id) is None:
+        record_saved(backend, rec.run_id, doc, written)
 
 
 def load_record(backend: Backend, run_id: str) -> RunRecord:
+    return RunRecord.from_dict(_read_doc(backend, run_id))
+
+
+def _read_doc(backend: Backend, run_id: str) -> dict[str, Any]:
+    """The stored record `run_id` as a checked dict (what `RunRecord.from_dict` accepts)."""
     try:
         data = backend.read_bytes(record_key(run_id))
     except FileNotFoundError:
@@ -250,12 +269,13 @@ def load_record(backend: Backend, run_id: str) -> RunRecord:
         check_format(d, RECORD_FORMAT, source)  # a newer format is refused, not misread
     try:
         problem = record_problem(d, run_id)
-        rec = None if problem else RunRecord.from_dict(d)
+        if not problem:
+            RunRecord.from_dict(d)
     except Exception as exc:  # records come from shared caches: a bad one is reported, not used
         raise CorruptObjectError(f"run record {run_id} is not valid ({exc}).") from None
-    if rec is None:
+    if problem:
         raise CorruptObjectError(f"run record {run_id}: {problem}; it is not used.")
-    return rec
+    return d
 
 
 _STR = (
@@ -367,10 +387,54 @@ def _checks_problem(checks: Any, where: str) -> str | None:
     return None
 
 
+def _index_loader(backend: Backend):
+    """How the run index reads one record it has not seen: (state, checked dict or None)."""
+    from repro.errors import NewerFormatError
+    from repro.runindex import BAD, NEWER, OK
+
+    def load(run_id: str) -> tuple[int, dict[str, Any] | None]:
+        try:
+            return OK, _read_doc(backend, run_id)
+        except NewerFormatError:
+            return NEWER, None
+        except Exception:
+            return BAD, None
+
+    return load
+
+
+def _warn_newer(newer: int) -> None:
+    if newer:
+        sys.stderr.write(
+            f"warning: {newer} run record(s) were made by a newer repro and are not shown; "
+            "upgrade repro to see them.\n"
+        )
+
+
 def list_records(backend: Backend) -> list[RunRecord]:
     """Every record, newest first (run ids sort by time). A damaged or crafted record is left
     out; records in a newer format are left out with one line on stderr saying so, so a
-    newer repro's runs never vanish from `repro log` unexplained."""
+    newer repro's runs never vanish from `repro log` unexplained. A project's cache answers
+    from its run index (repro/runindex.py), reconciled with the store first."""
+    import sqlite3
+
+    from repro.runindex import NEWER, synced
+
+    index = synced(backend, _index_loader(backend))
+    if index is not None:
+        try:
+            out = [RunRecord.from_dict(d) for d in index.docs()]
+            _warn_newer(index.count(NEWER))
+            return out
+        except (sqlite3.Error, ValueError, TypeError):
+            index.discard()  # damaged under us: read the records themselves this once
+        finally:
+            index.close()
+    return _read_all(backend)
+
+
+def _read_all(backend: Backend) -> list[RunRecord]:
+    """Every record read and checked from the store itself (no index)."""
     from repro.errors import NewerFormatError
 
     ids = sorted((name_of(k) for k in backend.list(RECORDS)), reverse=True)
@@ -383,37 +447,64 @@ def list_records(backend: Backend) -> list[RunRecord]:
             newer += 1
         except Exception:
             continue
-    if newer:
-        sys.stderr.write(
-            f"warning: {newer} run record(s) were made by a newer repro and are not shown; "
-            "upgrade repro to see them.\n"
-        )
+    _warn_newer(newer)
     return out
+
+
+def summaries(backend: Backend) -> Iterator[dict[str, Any]]:
+    """The summary (repro.runindex.summary) of every usable record, newest first: from the
+    index when the cache has one, else from the records."""
+    import sqlite3
+
+    from repro.runindex import NEWER, summary, synced
+
+    index = synced(backend, _index_loader(backend))
+    if index is None:
+        for rec in _read_all(backend):
+            yield summary(rec.to_dict())
+        return
+    try:
+        _warn_newer(index.count(NEWER))
+        yield from index.rows()
+    except sqlite3.Error:  # damaged while streaming: rebuilt on the next read
+        index.discard()
+    finally:
+        index.close()
+
+
+def _ran(row: dict[str, Any], stage: str) -> bool:
+    done = (Outcome.RAN, Outcome.RESTORED, Outcome.FAILED)
+    return any(s["name"] == stage and s["status"] in done for s in row["stages"])
+
+
+def iter_log_rows(
+    project: Project, n: int | None = None, stage: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """`log_rows`, one row at a time (so `log --json` over many runs can stream)."""
+    count = 0
+    if n is not None and n <= 0:
+        return
+    for row in summaries(project.cache.backend):
+        if stage and not _ran(row, stage):
+            continue
+        yield {
+            "run_id": row["run_id"],
+            "snapshot": row["snapshot"],
+            "started": row["started"],
+            "user": row["user"],
+            "host": row["host"],
+            "git_commit": row["git_commit"],
+            "status": row["status"],
+            "kind": row["kind"],
+            "metrics": row["metrics"],
+        }
+        count += 1
+        if n is not None and count >= n:
+            return
 
 
 def log_rows(
     project: Project, n: int | None = None, stage: str | None = None
 ) -> list[dict[str, Any]]:
-    rows = []
-    for rec in list_records(project.cache.backend):
-        if stage and not any(
-            s.name == stage and s.status in (Outcome.RAN, Outcome.RESTORED, Outcome.FAILED)
-            for s in rec.stages
-        ):
-            continue
-        rows.append(
-            {
-                "run_id": rec.run_id,
-                "snapshot": rec.snapshot,
-                "started": rec.started,
-                "user": rec.user,
-                "host": rec.host,
-                "git_commit": rec.git_commit,
-                "status": rec.status,
-                "kind": rec.kind,
-                "metrics": rec.metrics,
-            }
-        )
-        if n is not None and len(rows) >= n:
-            break
-    return rows
+    """The runs `repro log` shows, newest first; answered from the run index."""
+    return list(iter_log_rows(project, n, stage))

@@ -137,7 +137,10 @@ def resolve_sig(project: Project, ref: str) -> str:
     if found is None:
         if ref and all(c in "0123456789abcdef" for c in ref.lower()):
             resolve(backend, ref)  # raises its own sentence ("give at least 7 characters")
-        raise NotFoundError(f"'{ref}': no snapshot sig (7+ characters) or git revision names it.")
+        raise NotFoundError(
+            f"'{ref}': no snapshot sig (7+ characters), tag or git revision names it "
+            "('repro tags' and 'repro log' list what there is)."
+        )
     commit, lock = found
     sig = matching_snapshot(project, lock, commit)
     if sig is None:

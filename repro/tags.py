@@ -31,6 +31,7 @@ MAX_MESSAGE = 10_000
 MAX_TAG_BYTES = 64 * 1024  # a tag record read from a remote is refused above this
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _RESERVED = {"head", "workspace", "repro.lock"}  # names that already mean a state
+_DEVICES = {"con", "prn", "aux", "nul"} | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)}
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
@@ -50,6 +51,8 @@ def name_problem(name: object) -> str | None:
         return "is all hex digits and would read as a snapshot sig"
     if name.lower() in _RESERVED:
         return "already names a state (HEAD, workspace, repro.lock)"
+    if name.split(".")[0].lower() in _DEVICES:
+        return "is a device name on Windows (CON, NUL, COM1, ...), no file can have it there"
     return None
 
 
@@ -66,7 +69,14 @@ def _line(v: object, limit: int, newlines: bool = False) -> bool:
     if not isinstance(v, str) or len(v) > limit:
         return False
     allowed = {"\n", "\t"} if newlines else set()
-    return not any((ord(c) < 0x20 or ord(c) == 0x7F) and c not in allowed for c in v)
+    return not any(_control(c) and c not in allowed for c in v)
+
+
+def _control(c: str) -> bool:
+    """C0 and C1 controls (U+009B is a terminal's CSI too) and the bidi overrides that make
+    text print as something else."""
+    o = ord(c)
+    return o < 0x20 or 0x7F <= o <= 0x9F or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
 
 
 @dataclass
@@ -138,6 +148,9 @@ def read_tag(backend: Backend, name: str, source: str | None = None) -> Tag | No
     if name_problem(name):
         return None
     try:
+        if source is not None and backend.size(tag_key(name)) > MAX_TAG_BYTES:
+            # a remote's: sized before it is read, so a huge one is not loaded into memory
+            raise CorruptObjectError(f"{source}: is over {MAX_TAG_BYTES:,} bytes; not a tag.")
         data = backend.read_bytes(tag_key(name))
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
@@ -179,6 +192,12 @@ def make_tag(backend: Backend, name: str, sig: str, message: str = "", force: bo
     """Tag snapshot `sig` (a full sig whose snapshot is stored) as `name`. Moving a tag that
     names another sig needs `force`; tagging the same sig again keeps the first record."""
     check_name(name)
+    other = _case_twin(tag_names(backend), name)
+    if other:
+        raise UsageError(
+            f"tag name '{name}' differs only in case from tag '{other}'; they would be one "
+            "file on macOS and Windows, so choose another name."
+        )
     if not _line(message, MAX_MESSAGE, newlines=True):
         raise UsageError(
             f"tag message: longer than {MAX_MESSAGE:,} characters or holds control characters."
@@ -197,6 +216,12 @@ def make_tag(backend: Backend, name: str, sig: str, message: str = "", force: bo
     tag = Tag(name, sig, _user(), socket.gethostname(), _now(), message)
     backend.write_bytes(tag_key(name), tag.encode())
     return tag
+
+
+def _case_twin(names: list[str] | set[str], name: str) -> str | None:
+    """Another of `names` that is `name` but for case (one file where case is ignored)."""
+    low = name.lower()
+    return next((n for n in sorted(names) if n != name and n.lower() == low), None)
 
 
 def delete_tag(backend: Backend, name: str) -> None:
@@ -248,11 +273,19 @@ def pull_tags(
     written; a local tag of the same name is never moved."""
     got, warnings = 0, []
     source = f"remote '{remote_name}'"
+    known = set(tag_names(local))
     for key in sorted(remote.list(TAGS)):
         name = key[len(TAGS) + 1 :] if key.startswith(TAGS + "/") else key
         problem = name_problem(name)
         if problem:
             warnings.append(f"{source}: tag key {key[:120]!r} {problem}; skipped")
+            continue
+        other = _case_twin(known, name)
+        if other:
+            warnings.append(
+                f"{source}: tag '{name}' differs only in case from tag '{other}' (one file "
+                "on macOS and Windows); skipped"
+            )
             continue
         try:
             tag = read_tag(remote, name, f"{source}: tag '{name}'")
@@ -279,5 +312,6 @@ def pull_tags(
             )
             continue
         local.write_bytes(tag_key(name), tag.encode())
+        known.add(name)
         got += 1
     return got, warnings

@@ -134,6 +134,10 @@ class LocalExecutor:
             WATCHDOG.unwatch(f"g{proc.pid}")
             runlock.stage_finished(proc.pid)
         for t in pumps:
+            t.join(timeout=2.0)
+        if any(t.is_alive() for t in pumps):  # a process that left the group holds the output
+            _stop_pipe_holders([proc.stdout, proc.stderr])
+        for t in pumps:
             t.join()
         return ExecResult(code, started, time.time(), worker=self.worker)
 
@@ -151,6 +155,37 @@ def _stop(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _stop_pipe_holders(streams: list) -> None:
+    """Kill the processes that still hold the stage's output pipes once its group is gone:
+    they left it (`setsid`, a daemon) and would hold the run, and the project lock whose
+    descriptor they inherited, until they chose to exit. Only a process that inherited the
+    stage's pipe can hold it, so only the stage's own descendants are found (Linux: /proc)."""
+    wanted = set()
+    for s in streams:
+        try:
+            wanted.add(f"pipe:[{os.fstat(s.fileno()).st_ino}]")
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                held = os.readlink(f"/proc/{pid}/fd/{fd}") in wanted
+            except OSError:
+                continue
+            if held:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                break
 
 
 def _stop_leftovers(pgid: int, grace: float = 1.0) -> None:

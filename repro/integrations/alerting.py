@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from repro.alerts import DEFAULT_BUDGET, alert_event, fire, warning_lines
+from repro.model import tidy
 
 
 def factory(table: dict[str, Any]) -> AlertObserver:
@@ -181,7 +182,8 @@ def _reason(change: dict[str, Any]) -> str:
     where = f"stage '{change['stage']}': " if change.get("stage") else ""
     kind, target = change.get("kind"), change.get("target")
     if kind == "params":
-        what = f"param {target} changed from {change.get('old')!r} to {change.get('new')!r}"
+        old, new = tidy(change.get("old")), tidy(change.get("new"))
+        what = f"param {target} changed from {old!r} to {new!r}"
     elif kind == "failure_rate":
         what = f"{change.get('failed')} of the {target} failed"
     elif change.get("note") in ("stage added", "stage removed"):
@@ -189,7 +191,11 @@ def _reason(change: dict[str, Any]) -> str:
     else:
         what = f"{kind} {target} changed"
     metrics = change.get("metrics") or {}
-    moved = [f"{k} {v.get('old')} -> {v.get('new')}" for k, v in metrics.items() if v.get("delta")]
+    moved = [
+        f"{k} {tidy(v.get('old'))} -> {tidy(v.get('new'))}"
+        for k, v in metrics.items()
+        if v.get("delta")
+    ]
     if moved:
         what += " (" + ", ".join(moved[:5]) + ")"
     return f"{where}{what} [{change.get('severity')}]"

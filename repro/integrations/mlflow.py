@@ -445,7 +445,15 @@ def _ms(stamp: str | None) -> int:
 
 
 def _short(exc: BaseException) -> str:
+    """The cause people can act on: an OS error buried in urllib3's retry text ("[Errno 111]
+    Connection refused") rather than the first 200 characters of that text."""
+    import re
+
     text = str(exc).strip().splitlines()
+    cause = re.search(r"\[Errno -?\d+\][^'\")]*", text[0]) if text else None
+    if cause:
+        said = "cannot connect: " if "connect" in text[0].lower() else ""
+        return f"{said}{cause.group(0).strip()}"
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 

@@ -294,8 +294,33 @@ def textfile_path(root: str, value: Any) -> str:
             raise UntrustedInputError(_SOURCE, "textfile", value, f"leads elsewhere (to {real})")
     else:
         Boundary(root).check_write(path, _SOURCE)
+        problem = _not_ours(root, value, path)
+        if problem is not None:
+            raise UntrustedInputError(_SOURCE, "textfile", value, problem)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return path
+
+
+def _not_ours(root: str, rel: str, path: str) -> str | None:
+    """Why the workspace file at `path` is not ours to replace, or None: the value comes from a
+    committed file, so it must not name a file git tracks (source code) or any other file
+    that is not a textfile repro wrote (a data file, a stage's output)."""
+    from repro.gitignore import git_tracked
+
+    if git_tracked(root, [rel]):
+        return "is a file git tracks"
+    if os.path.lexists(path):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_OURS))
+        except OSError:
+            head = b""
+        if not os.path.isfile(path) or head != _OURS:
+            return "is a file repro did not write (not a Prometheus textfile of repro's)"
+    return None
+
+
+_OURS = b"# HELP repro_"
 
 
 def _write_atomic(path: str, data: bytes) -> None:

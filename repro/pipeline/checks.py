@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from repro.model import tidy
 from repro.pipeline.spec_model import Check, Stage
 from repro.project import Project
 
@@ -136,13 +137,14 @@ def metric_check(project: Project, check: Check) -> tuple[bool, str]:
         return False, f"{rel} has no numeric value '{key}'"
     if value != value:
         return False, f"{key} is NaN"
+    shown = tidy(value) if tidy(value) not in (check.min, check.max) else value
     if check.min is not None and value < check.min:
-        return False, f"{key} {value} < min {check.min}"
+        return False, f"{key} {shown} < min {check.min}"
     if check.max is not None and value > check.max:
-        return False, f"{key} {value} > max {check.max}"
+        return False, f"{key} {shown} > max {check.max}"
     bounds = [f">= min {check.min}"] if check.min is not None else []
     bounds += [f"<= max {check.max}"] if check.max is not None else []
-    return True, f"{key} {value} {' and '.join(bounds)}"
+    return True, f"{key} {shown} {' and '.join(bounds)}"
 
 
 def flat_numbers(doc: Any) -> dict[str, float]:

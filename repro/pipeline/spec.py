@@ -50,6 +50,7 @@ from repro.pipeline.spec_stage import (
     _parse_environment,
     _parse_stage,
     _str_list,
+    parse_plots_section,
 )
 
 if TYPE_CHECKING:  # parsing repro.yaml needs a root and a tmp folder, not the store
@@ -179,6 +180,7 @@ def parse_spec(text_path: str, root: str) -> Spec:
                 if sname in stages:
                     problems.add(body, "defined twice", sname, line=st.line)
                 stages[sname] = st
+    parse_plots_section(doc, root, problems)  # checked at load, like every other key
     if problems.items:
         raise SpecError("\n".join(problems.items))
     return Spec(fname, stages, data, seed)

@@ -11,13 +11,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-TOP_KEYS = {"stages", "data", "seed", "image", "params"}
+TOP_KEYS = {"stages", "data", "seed", "image", "params", "plots"}
 STAGE_KEYS = {
     "cmd",
     "deps",
     "params",
     "outs",
     "metrics",
+    "plots",
     "wdir",
     "env",
     "image",
@@ -99,6 +100,8 @@ class Stage:
     # `observe:` checks run after the command (repro.pipeline.checks); not part of the
     # signature. A tuple default: specs pickled by an older repro still read as "no checks".
     observe: tuple[Check, ...] = ()
+    # `plots:` outputs drawn by `repro plots` (repro/plots.py); not part of the signature.
+    plots: tuple[PlotDef, ...] = ()
 
     @property
     def out_paths(self) -> list[str]:
@@ -374,3 +377,165 @@ def _schema_fields(item: dict, norm: Any, bad: Any) -> dict[str, Any]:
     elif len({c for c, _ in columns}) != len(columns):
         bad("columns", "names a column twice")
     return {"path": rel, "columns": tuple(columns)}
+
+
+# --- `plots:` (DVC's): a stage's plot outputs and the top-level plot definitions ---------------
+PLOT_TEMPLATES = (
+    "linear",
+    "simple",
+    "scatter",
+    "smooth",
+    "confusion",
+    "confusion_normalized",
+    "bar_horizontal",
+    "bar_horizontal_sorted",
+)
+PLOT_PROPS = {"x", "y", "template", "title", "x_label", "y_label"}
+PLOT_IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
+PLOT_DATA = (".csv", ".tsv", ".json")
+MAX_PLOT_TEXT = 200
+
+
+@dataclass(frozen=True)
+class PlotDef:
+    """One plot `repro plots` draws: its id (the file's path, or a name of the user's choice),
+    the data files it reads (or the one image), and which fields go on each axis as (file,
+    field) pairs. No `x`: the row's position (`step`, as DVC); no `y`: the file's last field."""
+
+    id: str
+    files: tuple[str, ...]
+    x: tuple[tuple[str, str], ...] = ()
+    y: tuple[tuple[str, str], ...] = ()
+    template: str = "linear"
+    title: str | None = None
+    x_label: str | None = None
+    y_label: str | None = None
+    stage: str | None = None  # the stage whose `plots:` output it is; None: top-level
+
+    @property
+    def image(self) -> bool:
+        return len(self.files) == 1 and self.files[0].lower().endswith(PLOT_IMAGES)
+
+
+def _plot_text(v: Any) -> bool:
+    return (
+        isinstance(v, str)
+        and bool(v.strip())
+        and len(v) <= MAX_PLOT_TEXT
+        and not (_CONTROL_RE.search(v))
+    )
+
+
+def plot_props(
+    props: dict, files: tuple[str, ...], norm: Any, bad: Any, allowed: set[str] = PLOT_PROPS
+) -> dict[str, Any]:
+    """The validated keyword arguments of a PlotDef from one entry's properties. `files`: the
+    entry's own data file(s) (a `y: {file: field}` mapping names its own); `bad(key, msg)`
+    records a problem; `norm(path) -> (rel, error)` resolves a path."""
+    out: dict[str, Any] = {}
+    for k in props:
+        if k not in allowed:
+            bad(str(k), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    template = props.get("template", "linear")
+    if template not in PLOT_TEMPLATES:
+        bad("template", f"unknown template {template!r} (one of: {', '.join(PLOT_TEMPLATES)})")
+    else:
+        out["template"] = template
+    for k in ("title", "x_label", "y_label"):
+        if props.get(k) is not None:
+            if _plot_text(props[k]):
+                out[k] = props[k].strip()
+            else:
+                bad(k, f"must be a line of text of at most {MAX_PLOT_TEXT} characters")
+    y = _plot_fields(props.get("y"), files, norm, bad, "y", lists=True)
+    yfiles = tuple(dict.fromkeys(f for f, _ in y)) or files
+    x = _plot_fields(props.get("x"), yfiles, norm, bad, "x", lists=False)
+    for f, _ in x:
+        if f not in yfiles:
+            bad("x", f"names file '{f}', which the plot does not draw (declare it under 'y')")
+    if not yfiles:
+        bad("y", "needs a data file: give the plot a file's path, or 'y: {FILE: FIELD}'")
+    for f in yfiles:
+        if not f.lower().endswith(PLOT_DATA + PLOT_IMAGES):
+            bad("y", f"'{f}' is not a file repro plots (CSV, TSV, JSON or an image)")
+        elif f.lower().endswith(PLOT_IMAGES) and (len(yfiles) > 1 or x or y):
+            bad("y", f"'{f}' is an image: it takes no x or y fields")
+    out.update(files=yfiles, x=x, y=y)
+    return out
+
+
+def _plot_fields(
+    raw: Any, files: tuple[str, ...], norm: Any, bad: Any, key: str, lists: bool
+) -> tuple[tuple[str, str], ...]:
+    """`x`/`y` as (file, field) pairs: a field (for each of `files`), a list of fields (y), or
+    a mapping of files to a field (or list of fields)."""
+    if raw is None:
+        return ()
+    shape = (
+        "a field name, a list of them, or {FILE: FIELD}"
+        if lists
+        else "a field name or {FILE: FIELD}"
+    )
+
+    def names(v: Any) -> list[str] | None:
+        vs = v if lists and isinstance(v, list) else [v]
+        return [n.strip() for n in vs] if vs and all(_plot_text(n) for n in vs) else None
+
+    if isinstance(raw, dict):
+        pairs: list[tuple[str, str]] = []
+        for f, v in raw.items():
+            rel, err = norm(f) if isinstance(f, str) else (None, "must be a path")
+            fields = names(v)
+            if err or fields is None:
+                bad(key, err or f"must be {shape}")
+                continue
+            pairs += [(rel, n) for n in fields]
+        return tuple(pairs)
+    fields = names(raw)
+    if fields is None:
+        bad(key, f"must be {shape}")
+        return ()
+    return tuple((f, n) for f in files for n in fields)
+
+
+def parse_plots(raw: Any, norm: Any, problems: _Problems, node: Any, line: int) -> tuple:
+    """The top-level `plots:` list (DVC's form): each entry a path, `{PATH: {props}}`, or
+    `{ID: {x: ..., y: {FILE: FIELD}}}`; problems name the entry (`plots[1].template`)."""
+    if not isinstance(raw, list):
+        problems.add(node, "must be a list of plots (paths or mappings)", key="plots", line=line)
+        return ()
+    defs: list[PlotDef] = []
+    ids: set[str] = set()
+    for i, item in enumerate(raw):
+        n0 = len(problems.items)
+        item_line = _seq_line(raw, i) or line
+
+        def bad(key: str | None, msg: str, i: int = i, ln: int = item_line) -> None:
+            problems.add(node, msg, key=f"plots[{i}]" + (f".{key}" if key else ""), line=ln)
+
+        if isinstance(item, str):
+            name, props = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, props = next(iter(item.items()))
+            props = {} if props is None else props
+        else:
+            bad(None, "must be a path or a mapping of one plot id to its properties")
+            continue
+        if not _plot_text(name) or not isinstance(props, dict):
+            bad(None, "must be a path or a mapping of one plot id to its properties")
+            continue
+        files: tuple[str, ...] = ()
+        pid = name.strip()
+        if not isinstance(props.get("y"), dict):
+            rel, err = norm(pid)
+            if err:
+                bad(None, err)
+                continue
+            files, pid = (rel,), rel
+        kwargs = plot_props(props, files, norm, bad)
+        if pid in ids:
+            bad(None, f"plot '{pid}' is defined twice")
+        ids.add(pid)
+        if len(problems.items) == n0:
+            defs.append(PlotDef(id=pid, **kwargs))
+    return tuple(defs)

@@ -15,15 +15,19 @@ from repro.pipeline.spec_model import (
     MAX_NAME_BYTES,
     MAX_PATH_BYTES,
     OUT_FLAGS,
+    PLOT_PROPS,
     STAGE_KEYS,
     EnvironmentSpec,
     Out,
     ParamRef,
+    PlotDef,
     Stage,
     _line,
     _Problems,
     derive_seed,
     parse_observe,
+    parse_plots,
+    plot_props,
     seed_problem,
 )
 from repro.safety import output_problem
@@ -133,7 +137,8 @@ def _parse_stage(
 
     deps = paths("deps")
     outs: list[Out] = []
-    for key in ("outs", "metrics"):
+    plots: list[PlotDef] = []
+    for key in ("outs", "metrics", "plots"):
         raw = body.get(key)
         if raw is None:
             continue
@@ -158,6 +163,10 @@ def _parse_stage(
                     continue
             else:
                 p = item
+            props: dict[str, Any] = {}
+            if key == "plots" and isinstance(flags, dict):
+                props = {k: v for k, v in flags.items() if k in PLOT_PROPS}
+                flags = {k: v for k, v in flags.items() if k not in PLOT_PROPS}
             if (
                 not isinstance(flags, dict)
                 or any(k not in OUT_FLAGS for k in flags)
@@ -165,7 +174,8 @@ def _parse_stage(
             ):
                 problems.add(
                     body,
-                    f"output '{p}' takes only 'cache' and 'persist' (true/false)",
+                    f"output '{p}' takes only 'cache' and 'persist' (true/false)"
+                    + (f" and {', '.join(sorted(PLOT_PROPS))}" if key == "plots" else ""),
                     name,
                     key,
                     _line(body, key),
@@ -186,6 +196,10 @@ def _parse_stage(
                     metric=key == "metrics",
                 )
             )
+            if key == "plots":
+                plot = _stage_plot(rel, props, name, lambda q: _norm(root, wrel, q), problems, body)
+                if plot is not None:
+                    plots.append(plot)
     params: list[ParamRef] = []
     raw_params = body.get("params") or []
     if not isinstance(raw_params, list):
@@ -297,8 +311,33 @@ def _parse_stage(
         line=line,
         executor=executor,
         observe=observe,
+        plots=tuple(plots),
         **flags,
     )
+
+
+def _stage_plot(
+    rel: str, props: dict, stage: str, norm: Any, problems: _Problems, body: Any
+) -> PlotDef | None:
+    """A `plots:` output's own plot: its x/y are fields of that file (DVC's stage plots)."""
+    n0 = len(problems.items)
+
+    def bad(key: str, msg: str) -> None:
+        problems.add(body, f"plot '{rel}': {msg}", stage, f"plots.{key}", _line(body, "plots"))
+
+    for k in ("x", "y"):
+        if isinstance(props.get(k), dict):
+            bad(k, "names a field of this file (a mapping of files belongs to top-level plots)")
+    kwargs = plot_props(props, (rel,), norm, bad)
+    return PlotDef(id=rel, stage=stage, **kwargs) if len(problems.items) == n0 else None
+
+
+def parse_plots_section(doc: Any, root: str, problems: _Problems) -> tuple[PlotDef, ...]:
+    """repro.yaml's top-level `plots:` (paths relative to the project root), validated."""
+    if not isinstance(doc, dict) or doc.get("plots") is None:
+        return ()
+    norm = lambda p: _norm(root, ".", p)  # noqa: E731
+    return parse_plots(doc["plots"], norm, problems, doc, _line(doc, "plots"))
 
 
 def _parse_environment(

@@ -93,8 +93,7 @@ class LocalBackend(Backend):
         """`path(key)` for reading: an entry that is itself a symlink is refused (a shared
         folder's `records/<id> -> ~/.ssh/id_rsa` must not be copied into our cache)."""
         p = self.path(key)
-        if os.path.islink(p):
-            raise _outside(key, os.path.realpath(p))
+        _refuse_special(p, key)
         return p
 
     def tmp_path(self) -> str:
@@ -182,8 +181,8 @@ class FsspecBackend(Backend):
     def _rp(self, key: str) -> str:
         """`_p(key)` for reading: on a local folder, an entry that is a symlink is refused."""
         p = self._p(key)
-        if self._within is not None and os.path.islink(p):
-            raise _outside(key, os.path.realpath(p))
+        if self._within is not None:
+            _refuse_special(p, key)
         return p
 
     def check(self) -> None:
@@ -302,6 +301,24 @@ class Within:
         if real != self.root_real and not real.startswith(self.root_real.rstrip(os.sep) + os.sep):
             raise _outside(key, real)
         self._ok.add(folder)
+
+
+def _refuse_special(path: str, key: str) -> None:
+    """A local store entry to be read: a symlink is refused (it may lead out of the store), and
+    so is a FIFO or device (reading one would hang or never end); a folder or a missing entry
+    is left to the read to report."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISLNK(mode):
+        raise _outside(key, os.path.realpath(path))
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        from repro.errors import UntrustedInputError
+
+        raise UntrustedInputError("store", "key", key, "is not a regular file")
 
 
 def _outside(key: str, real: str) -> Exception:
