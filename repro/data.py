@@ -175,10 +175,15 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
             raise PathError(
                 f"{rel}: is an output of stage '{owner}' in repro.yaml; repro tracks it already."
             )
+    if progress is not None:
+        start_phase(progress, "hash", *_totals(project, rels))
     results = [project.hasher.hash_path(project.abs(rel), progress, files=True) for rel in rels]
+    if progress is not None:
+        start_phase(progress, "store", sum(len(r.files) for r in results), _size(results))
     added = []
     for rel, r in zip(rels, results, strict=True):
         added.append(Added(rel, PathHash.of(r), check_in(project, r)))
+        advance(progress, len(r.files), r.size)
     doc = load_rt(project.spec_path)
     data = doc.get("data")
     if data is None:
@@ -199,6 +204,52 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
     save_lock(project.lock_path, lock)
     ensure_ignored(project.root, rels)
     return added
+
+
+def start_phase(progress: Any, name: str, files: int | None, nbytes: int | None) -> None:
+    """Tell a progress display that phase `name` (hash, store, upload...) starts, with its
+    totals. A plain callback (bytes only) has no phases: nothing is said."""
+    phase = getattr(progress, "phase", None)
+    if phase is not None:
+        phase(name, files, nbytes)
+
+
+def advance(progress: Any, files: int, nbytes: int) -> None:
+    """Files and bytes done, for a progress display that counts both (`advance`)."""
+    step = getattr(progress, "advance", None)
+    if step is not None:
+        step(files, nbytes)
+
+
+def _size(results: list[Any]) -> int:
+    return sum(r.size for r in results)
+
+
+def _totals(project: Project, rels: list[str]) -> tuple[int, int]:
+    """Files and bytes `add` is about to hash (the walk the hasher does, asked only when a
+    progress display wants totals)."""
+    import stat as statmod
+
+    from repro.hashing.walk import walk_files
+
+    files = nbytes = 0
+    for rel in rels:
+        path = project.abs(rel)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if not statmod.S_ISDIR(st.st_mode):
+            files, nbytes = files + 1, nbytes + st.st_size
+            continue
+        rules = project.hasher.ignore.matcher_above(path)
+        try:
+            entries = walk_files(path, inside=project.hasher.inside, rules=rules)
+        except PathError:  # the hasher says why, in its own words
+            continue
+        files += len(entries)
+        nbytes += sum(e.st.st_size for e in entries)
+    return files, nbytes
 
 
 def checkout_lock(project: Project, force: bool = False, wait: float = 0.0) -> CheckoutReport:
