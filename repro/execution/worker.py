@@ -1,0 +1,3 @@
+"""(being written: issue 14)."""
+
+from __future__ import annotations
