@@ -7,7 +7,6 @@ small and free of heavy imports: everything here loads on every `repro` invocati
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Annotated, Any
 
@@ -43,47 +42,26 @@ def _project():
 
 
 class _Progress:
-    """A rich byte progress bar on a terminal; nothing otherwise."""
+    """Progress on stderr for a person watching (a terminal, not CI), phase by phase with known
+    totals (repro.cli_render.PhaseProgress); nothing otherwise. `.callback` is what the layers
+    below are handed: None when nothing is shown, so they pay nothing."""
 
     def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar = None
-        self.task = None
-        if sys.stderr.isatty() and not os.environ.get("CI"):
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TimeElapsedColumn,
-                TransferSpeedColumn,
-            )
+        from repro.cli_render import progress_for
 
-            self.bar = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-                console=_console(stderr=True),
-            )
+        self.label = label
+        self._shown = progress_for(label)
 
     def __enter__(self):
-        if self.bar is not None:
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=None)
+        self._shown.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self._shown.__exit__(*exc)
 
     @property
     def callback(self):
-        if self.bar is None:
-            return None
-        bar, task = self.bar, self.task
-        return lambda n: bar.advance(task, n)
+        return self._shown.callback
 
 
 def _console(stderr: bool = False):

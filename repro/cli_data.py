@@ -109,7 +109,13 @@ def checkout(
     """Restore the workspace to snapshot SIG, or to what repro.lock says."""
     from repro import api
 
-    report = api.checkout(sig, force=force, outs_only=outs_only, wait=wait)
+    with _Progress("checking out") as prog:
+        if sig is None and prog.callback is not None:  # what api.checkout does, with progress
+            from repro.data import checkout_lock
+
+            report = checkout_lock(_project(), force=force, wait=wait, progress=prog.callback)
+        else:
+            report = api.checkout(sig, force=force, outs_only=outs_only, wait=wait)
     if as_json:
         _emit_json(
             {

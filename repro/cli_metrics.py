@@ -7,11 +7,16 @@ documents of repro/metrics.py unrounded."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from repro.cli_app import JsonOpt, _emit_json, app
+from repro.cli_render import num as _num
+from repro.cli_render import pct as _pct
+from repro.cli_render import signed as _signed
+from repro.cli_render import value as _value
+from repro.cli_render import width as _width
 
 metrics_app = typer.Typer(
     help="Metrics of the workspace, snapshots, tags and git revisions, and how they moved.",
@@ -31,41 +36,7 @@ RefB = Annotated[
 ]
 
 
-# -- formatting ---------------------------------------------------------------------------------
-def _num(v: Any) -> str:
-    """A metric as people read it: 4 significant digits, integers whole, none as '-'."""
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _signed(v: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v:+.4g}" if isinstance(v, float) else f"{v:+d}" if isinstance(v, int) else str(v)
-
-
-def _pct(v: Any) -> str:
-    return "-" if v is None else f"{v:+.1f}%"
-
-
-def _value(v: Any) -> str:
-    """A param exactly as written (lists and mappings as JSON), none as '-'."""
-    import json
-
-    if v is None:
-        return "-"
-    return v if isinstance(v, str) else json.dumps(v)
-
-
-def _width() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((80, 24)).columns
-
-
+# -- formatting (the shared helpers of repro/cli_render.py) -------------------------------------
 def _label(name: str, tags: dict[str, list[str]]) -> str:
     """A state's name as a column shows it: a sig shortened (with its tags), others whole."""
     from repro.safety import is_hash
@@ -94,17 +65,11 @@ def _table(headers: list[str], rows: list[list[str]], md: bool, right: set[int])
         for r in rows:
             print("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
         return
-    if sys.stdout.isatty():
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
+    if sys.stdout.isatty():  # the terminal table `log` draws too (NO_COLOR, COLUMNS)
+        from repro.cli_render import SEVERITY_STYLE, Column, print_table
 
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for i, h in enumerate(headers):
-            table.add_column(h, justify="right" if i in right else "left", overflow="fold")
-        for r in rows:
-            table.add_row(*[_styled(c) for c in r])
-        Console(highlight=False).print(table)
+        columns = [Column(h, right=i in right) for i, h in enumerate(headers)]
+        print_table(columns, [[(c, SEVERITY_STYLE.get(c)) for c in r] for r in rows])
         return
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
@@ -118,13 +83,6 @@ def _table(headers: list[str], rows: list[list[str]], md: bool, right: set[int])
     print(line(headers))
     for r in rows:
         print(line(r))
-
-
-def _styled(cell: str) -> str:
-    from rich.markup import escape
-
-    colour = {"major": "bold red", "minor": "yellow"}.get(cell)
-    return f"[{colour}]{cell}[/]" if colour else escape(cell)
 
 
 # -- metrics show -------------------------------------------------------------------------------

@@ -63,9 +63,22 @@ def run(
         str | None,
         typer.Option("--executor", help="Run stages with this executor (a stage's own wins)."),
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Dask scheduler address (with --executor dask)."),
+    ] = None,
+    remote: Annotated[
+        str | None, typer.Option("-r", "--remote", help="Remote to use instead of the default.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bring the pipeline (or the named stages and what they need) up to date."""
+    """Bring the pipeline (or the named stages and what they need) up to date.
+
+    \b
+    Example:
+      repro run -j 4
+      repro run --executor dask --scheduler tcp://10.0.0.5:8786 -j 32
+    """
     from repro.pipeline.runner import run as run_pipeline
 
     if jobs < 1:
@@ -74,6 +87,7 @@ def run(
         raise UsageError("-j/--jobs must be at least 1.")
     echo = sys.stderr if as_json else sys.stdout
     project = _project()
+    _run_overrides(project, scheduler, remote)
     result = run_pipeline(
         project,
         stages or None,
@@ -106,6 +120,21 @@ def run(
                     "differ from the recorded result."
                 )
         raise typer.Exit(1)
+
+
+def _run_overrides(project, scheduler: str | None, remote: str | None) -> None:
+    """`--scheduler` and `-r` for this run only: laid over the loaded config, never saved."""
+    if remote:
+        from repro.remote import remote_config
+
+        remote_config(project, remote)  # an unknown name: one sentence
+        project.config["core"] = {**(project.config.get("core") or {}), "remote": remote}
+    if scheduler is not None:
+        if not scheduler.strip():
+            from repro.errors import UsageError
+
+            raise UsageError("--scheduler: give the scheduler's address (tcp://host:8786).")
+        project.config["dask"] = {**(project.config.get("dask") or {}), "scheduler": scheduler}
 
 
 def _print_run(result) -> None:
@@ -151,30 +180,65 @@ def status(
         bool, typer.Option("--exit-code", help="Exit 1 when any stage is stale.")
     ] = False,
 ) -> None:
-    """Say which stages and tracked data are stale and why."""
+    """Say which stages and tracked data are stale and why.
+
+    \b
+    Example:
+      repro status
+      repro status train --exit-code
+    """
     from repro import api
 
     rep = api.status(stages or None)
     if as_json:
         _emit_json(rep.to_dict())
     else:
-        for r in rep.stages:
-            if r.state == "up-to-date":
-                print(f"{r.name}: up to date")
-            else:
-                why = "; ".join(_reason_text(x) for x in r.reasons)
-                print(f"{r.name}: stale ({why})")
-        for d in rep.data:
-            if d.state == "up-to-date":
-                print(f"data {d.path}: up to date")
-            else:
-                why = "; ".join(_reason_text(x) for x in d.reasons)
-                print(f"data {d.path}: stale ({why})")
+        _print_status(rep)
         if not rep.stages and not rep.data:
             print("no stages in repro.yaml")
+        else:
+            print(_status_summary(rep))
         _print_missing_summary(rep)
     if exit_code and rep.stale:
         raise typer.Exit(1)
+
+
+def _print_status(rep) -> None:
+    """Each stage in DAG order (upstream causes before what they make stale), then tracked
+    data. On a terminal: the stage, its state, and each reason on its own line coloured by
+    kind (code/cmd/image/env/seed, data/params/outs, upstream, missing, new). Piped: one line
+    a stage, `NAME: stale (kind: target; ...)`, as scripts grep it."""
+    from repro.cli_render import rich_stdout
+
+    rows = [(r.name, r) for r in rep.stages] + [(f"data {d.path}", d) for d in rep.data]
+    if not rich_stdout():
+        for name, r in rows:
+            if r.state == "up-to-date":
+                print(f"{name}: up to date")
+            else:
+                print(f"{name}: stale ({'; '.join(_reason_text(x) for x in r.reasons)})")
+        return
+    from repro.cli_render import REASON_STYLE, STATE_STYLE, print_styled
+
+    for name, r in rows:
+        state = "up to date" if r.state == "up-to-date" else "stale"
+        print_styled([(name, "bold"), ("  ", None), (state, STATE_STYLE[state])])
+        for x in r.reasons:
+            kind = str(x.kind)
+            text = _reason_text(x).removeprefix(f"{kind}: ")
+            print_styled([("    ", None), (f"{kind:<9}", REASON_STYLE.get(kind)), (text, None)])
+
+
+def _status_summary(rep) -> str:
+    """The closing line: how many stages (and tracked paths) are stale."""
+    stale = sum(r.state != "up-to-date" for r in rep.stages)
+    n = len(rep.stages)
+    line = f"{stale} of {n} stage{'' if n == 1 else 's'} stale"
+    if rep.data:
+        bad = sum(d.state != "up-to-date" for d in rep.data)
+        line += f", {bad} of {len(rep.data)} tracked path{'' if len(rep.data) == 1 else 's'}"
+        line += " stale"
+    return line + ("; 'repro run' brings them up to date" if rep.stale else "")
 
 
 def _print_missing_summary(rep) -> None:

@@ -71,12 +71,7 @@ def remote_default(name: Annotated[str, typer.Argument(help="Remote name.")]) ->
 
 
 class _TransferProgress(_Progress):
-    @property
-    def callback(self):
-        if self.bar is None:
-            return None
-        bar, task = self.bar, self.task
-        return lambda files, nbytes: bar.advance(task, nbytes)
+    """Called with (files, bytes) moved; the transfer says its totals as an "upload" phase."""
 
 
 RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r", help="Remote name.")]

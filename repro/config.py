@@ -72,8 +72,14 @@ _KEY_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
     ("gc", "keep_saved_days"): (lambda v: _is_number(v) and v >= 0, "a number of days >= 0"),
     ("observe", "use"): (_is_str_list, "a list of observer names"),
     ("run", "executor"): (lambda v: isinstance(v, str), "an executor name"),
+    ("dask", "scheduler"): (
+        lambda v: isinstance(v, str) and bool(v.strip()),
+        "a scheduler address (tcp://host:8786)",
+    ),
+    ("dask", "workers"): (lambda v: _int_at_least(v, 1), "a number of workers >= 1"),
+    ("dask", "timeout"): (lambda v: _is_number(v) and v > 0, "seconds > 0"),
 }
-_TABLES = ("core", "cache", "remote", "diff", "gc", "observe", "run")
+_TABLES = ("core", "cache", "remote", "diff", "gc", "observe", "run", "dask")
 
 
 def _is_http_url(v: Any) -> bool:

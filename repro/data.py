@@ -252,16 +252,19 @@ def _totals(project: Project, rels: list[str]) -> tuple[int, int]:
     return files, nbytes
 
 
-def checkout_lock(project: Project, force: bool = False, wait: float = 0.0) -> CheckoutReport:
+def checkout_lock(
+    project: Project, force: bool = False, wait: float = 0.0, progress: Any = None
+) -> CheckoutReport:
     """Make tracked data and every stage's outputs match `repro.lock`, under the project lock
-    (waiting up to `wait` seconds for it)."""
+    (waiting up to `wait` seconds for it). `progress` (optional) is told a "place" phase
+    with the files and bytes to place, then each path placed."""
     from repro.pipeline.runlock import run_lock
 
     with run_lock(project.dot, wait):
-        return _checkout_lock(project, force)
+        return _checkout_lock(project, force, progress)
 
 
-def _checkout_lock(project: Project, force: bool) -> CheckoutReport:
+def _checkout_lock(project: Project, force: bool, progress: Any = None) -> CheckoutReport:
     from repro.remote import default_remote_name
 
     lock = load_lock(project.lock_path)
@@ -281,13 +284,26 @@ def _checkout_lock(project: Project, force: bool) -> CheckoutReport:
             for rel, d in sorted((entry.get("outs") or {}).items())
             if d.get("cache", True)
         ]
+        if progress is not None:
+            todo = [d for rel, d in order if held[rel] is None]
+            start_phase(progress, "place", sum(_nfiles(d) for d in todo), _bytes(todo))
         for rel, d in order:
             nfiles = held[rel]
             if nfiles is not None:  # what check_out would find: nothing to do
                 report.unchanged += nfiles
                 continue
             check_out(project, rel, PathHash.from_dict(d), force=force, report=report)
+            if progress is not None:
+                advance(progress, _nfiles(d), int(d.get("size") or 0))
     return report
+
+
+def _nfiles(d: dict[str, Any]) -> int:
+    return int(d.get("nfiles") or 0) if d.get("isdir") else 1
+
+
+def _bytes(entries: list[dict[str, Any]]) -> int:
+    return sum(int(d.get("size") or 0) for d in entries)
 
 
 def _holds(project: Project, rel: str, d: dict[str, Any]) -> int | None:

@@ -115,7 +115,11 @@ def push(
         good = local.verified_set(todo)
         report.corrupt = [object_key(h) for h in todo if h not in good]
         todo = sorted(good)
+        if progress is not None:
+            from repro.data import start_phase
 
+            total = sum(os.path.getsize(lb.path(object_key(h))) for h in todo)
+            start_phase(progress, "upload", len(todo), total)
         for batch in _batches(todo):
             pairs = [(lb.path(object_key(h)), object_key(h)) for h in batch]
             try:
@@ -252,7 +256,7 @@ def _pull(
     if chosen is None:
         from repro.data import checkout_lock
 
-        checkout_lock(project)
+        checkout_lock(project, progress=progress)
         return report
     _checkout_paths(project, chosen, name)
     return report

@@ -35,6 +35,15 @@ class ExecRequest:
     network: bool = False
     store_url: str | None = None  # the project's cache, as an fsspec URL
     run_id: str = ""
+    # Scale-out (an executor that runs elsewhere, e.g. `dask`): what a worker sharing only the
+    # remote needs. Never credentials: those come from the worker's own environment.
+    store_options: dict[str, Any] = field(default_factory=dict)  # fsspec options of store_url
+    signature: str = ""  # the stage signature: the run-cache key the worker writes last
+    dirs: tuple[str, ...] = ()  # those of `deps` (and `files`) that are folders (tree hashes)
+    files: dict[str, str] = field(default_factory=dict)  # other inputs (params files) -> hash
+    environment: dict[str, Any] | None = None  # the fingerprint the stage declares (checked)
+    resources: dict[str, float] = field(default_factory=dict)  # e.g. {"GPU": 1}
+    record: bool = True  # whether the worker may write the run-cache entry (no client checks)
 
 
 @dataclass

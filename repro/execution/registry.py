@@ -1,5 +1,5 @@
-"""Executors by name: the built-ins `local` and `container`, and plug-ins registered under the
-entry-point group `repro.executors` (`name = "module:factory"`).
+"""Executors by name: the built-ins `local`, `container` and `dask`, and plug-ins registered
+under the entry-point group `repro.executors` (`name = "module:factory"`).
 
 A built-in is imported only when chosen (the container one pulls in the docker SDK), and the
 installed distributions' entry points are read only when a name is not built in, so a run that
@@ -20,6 +20,7 @@ GROUP = "repro.executors"
 BUILTIN = {
     "local": ("repro.execution.local", "LocalExecutor"),
     "container": ("repro.execution.container", "ContainerExecutor"),
+    "dask": ("repro.execution.dask", "DaskExecutor"),
 }
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 

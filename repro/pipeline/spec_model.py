@@ -29,6 +29,7 @@ STAGE_KEYS = {
     "network",
     "desc",
     "executor",
+    "resources",
     "observe",
     "foreach",
     "matrix",
@@ -102,6 +103,9 @@ class Stage:
     observe: tuple[Check, ...] = ()
     # `plots:` outputs drawn by `repro plots` (repro/plots.py); not part of the signature.
     plots: tuple[PlotDef, ...] = ()
+    # `resources: {GPU: 1, memory: 16e9}`: what a worker must offer (Dask worker resources);
+    # sorted (name, amount) pairs, a tuple for the same reason as `observe`. Not signed.
+    resources: tuple[tuple[str, float], ...] = ()
 
     @property
     def out_paths(self) -> list[str]:

@@ -284,6 +284,7 @@ def _parse_stage(
             "executor",
             _line(body, "executor"),
         )
+    resources = _parse_resources(body, name, problems)
     observe: tuple = ()
     if body.get("observe") is not None:
         observe = parse_observe(
@@ -312,8 +313,36 @@ def _parse_stage(
         executor=executor,
         observe=observe,
         plots=tuple(plots),
+        resources=resources,
         **flags,
     )
+
+
+def _parse_resources(body: Any, name: str, problems: _Problems) -> tuple[tuple[str, float], ...]:
+    """`resources: {GPU: 1, memory: 16e9}`: names to amounts >= 0, as a worker advertises them
+    (`dask worker --resources "GPU=1"`)."""
+    raw = body.get("resources")
+    if raw is None:
+        return ()
+    line = _line(body, "resources")
+    if not isinstance(raw, dict) or not raw:
+        problems.add(body, "must map resource names to amounts", name, "resources", line)
+        return ()
+    out = []
+    for k, v in raw.items():
+        ok_name = isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", k)
+        ok_amount = isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < float("inf")
+        if not (ok_name and ok_amount):
+            problems.add(
+                body,
+                f"{str(k)[:40]!r} must name a resource with an amount >= 0 (GPU: 1)",
+                name,
+                "resources",
+                line,
+            )
+            return ()
+        out.append((k, float(v)))
+    return tuple(sorted(out))
 
 
 def _stage_plot(

@@ -56,7 +56,16 @@ class StageExecution:
 
         if self._executor is None:
             for n in names:
-                check_name(*self.executor_choice(self.spec.stages[n]))
+                name, source = self.executor_choice(self.spec.stages[n])
+                check_name(name, source)
+                if name == "dask" and not self.remote:
+                    from repro.errors import UsageError
+
+                    raise UsageError(
+                        f"{source}: the 'dask' executor needs a shared remote, since its "
+                        "workers share nothing with this machine but the remote; set one "
+                        "with 'repro remote add NAME URL --default' (and drop --no-remote)."
+                    )
 
     def executor_for(self, stage: Stage) -> tuple[str, Executor]:
         from repro.execution.registry import executor_name, load_executor
@@ -67,9 +76,10 @@ class StageExecution:
         with self._lock:  # one instance per executor per run, made on first use
             if name not in self._executors:
                 table = (self.config.get("run") or {}).get(name)
-                self._executors[name] = load_executor(
-                    name, source, table if isinstance(table, dict) else {}
-                )
+                table = table if isinstance(table, dict) else {}
+                if name == "dask":  # `[dask]` (and `--scheduler`) under the `[run.dask]` table
+                    table = {**(self.config.get("dask") or {}), **table}
+                self._executors[name] = load_executor(name, source, table)
             return name, self._executors[name]
 
     def _ignore(self, stage: Stage) -> None:
@@ -126,7 +136,12 @@ class StageExecution:
             echo_line(self.echo, "", f"Running stage '{stage.name}':\n> {stage.cmd}")
         try:
             out.executor, executor = self.executor_for(stage)
+            remote = getattr(executor, "needs_remote", False) is True
+            if remote:
+                self._ship_inputs(stage, req)
             result = executor.run(req, ctx)
+            if remote:
+                self._fetch_results(result, ctx)
         except ReproError as exc:
             out.status, out.message = Outcome.FAILED, exc.message
             return False
@@ -155,14 +170,41 @@ class StageExecution:
             return False
         return True
 
+    def _ship_inputs(self, stage: Stage, req: ExecRequest) -> None:
+        """Before an executor that runs elsewhere (its workers share only the remote): put the
+        objects of the stage's inputs on the remote, only those it lacks."""
+        from repro.execution.dask import ship_inputs
+
+        if not self.remote:
+            raise ReproError(f"stage '{stage.name}': its executor needs a shared remote.")
+        ship_inputs(self.project, self.remote, [*req.deps, *req.files])
+
+    def _fetch_results(self, result: ExecResult, ctx: ExecContext) -> None:
+        """After it: the reported outputs and logs the local cache lacks, fetched from the
+        remote and verified (`_take_outs` then checks them like any record from outside); the
+        logs are then shown as a local stage's output is."""
+        from repro.execution.dask import fetch_results, log_lines
+
+        assert self.remote is not None
+        fetch_results(self.project, self.remote, result)
+        if ctx.echo is not None:
+            for h in (result.stdout, result.stderr):
+                for line in log_lines(self.project, h):
+                    ctx.echo(line)
+
     def _request(self, stage: Stage, inputs: StageInputs | None) -> ExecRequest:
         """What to run, as it can be sent elsewhere: the stage's declared environment (its seed,
         its `env:` variables as set here), never the whole environment of this process."""
         declared = {k: os.environ[k] for k in stage.env if k in os.environ}
-        url = None
+        url, options = None, {}
         if self.remote:
             remote = (self.config.get("remote") or {}).get(self.remote) or {}
             url = remote.get("url") if isinstance(remote.get("url"), str) else None
+            options = remote.get("options") if isinstance(remote.get("options"), dict) else {}
+        files = {}
+        for f in sorted({ref.file for ref in stage.params}):
+            if os.path.isfile(self.project.abs(f)):
+                files[f] = self.project.hasher.hash_path(self.project.abs(f)).hash
         return ExecRequest(
             stage=stage.name,
             cmd=stage.cmd,
@@ -175,6 +217,13 @@ class StageExecution:
             network=stage.network,
             store_url=url,
             run_id=self.run_id,
+            store_options=dict(options),
+            signature=inputs.signature if inputs else "",
+            dirs=tuple(sorted(p for p, h in inputs.deps.items() if h.isdir)) if inputs else (),
+            files=files,
+            environment=inputs.environment if inputs else None,
+            resources=dict(stage.resources),
+            record=not stage.observe and not self.verify,  # checked here first, or compared
         )
 
     def _log_of(self, stored: str | None, path: str) -> str | None:
@@ -204,6 +253,9 @@ class StageExecution:
                     if not self.project.cache.has_verified(outs[o.path].hash):
                         h = outs[o.path].hash
                         raise ReproError(f"{source}: output '{o.path}' ({h}) is not in the cache.")
+                    check_out(self.project, o.path, outs[o.path], report=report)
+                elif self.project.cache.has_verified(outs[o.path].hash):
+                    # `cache: false` made elsewhere (a remote worker): its only way here.
                     check_out(self.project, o.path, outs[o.path], report=report)
         except ReproError as exc:
             out.status, out.message = Outcome.FAILED, exc.message
