@@ -481,6 +481,84 @@ def bench_report(base: str, n: int, rows: list[dict]) -> None:
     rows.append(row)
 
 
+FANOUT_WORK = """\
+import sys
+i, n = int(sys.argv[1]), int(sys.argv[2])
+acc = 0
+for k in range(n):
+    acc = (acc * 31 + k * k + i) % 1000003
+with open(f"out/o{i}.txt", "w") as f:
+    f.write(f"{i} {acc}\\n")
+"""
+
+
+def calibrate_work(seconds: float) -> int:
+    """Loop iterations of FANOUT_WORK that take about `seconds` of pure Python here."""
+    n, t = 200_000, 0.0
+    while t < 0.2:
+        n *= 2
+        t0 = time.perf_counter()
+        acc = 0
+        for k in range(n):
+            acc = (acc * 31 + k * k) % 1000003
+        t = time.perf_counter() - t0
+    return int(n * seconds / t)
+
+
+def fanout_project(base: str, name: str, stages: int, n: int) -> str:
+    root = new_project(base, name)
+    Path(root, "work.py").write_text(FANOUT_WORK)
+    os.makedirs(os.path.join(root, "out"))
+    Path(root, "repro.yaml").write_text(
+        "stages:\n"
+        + "".join(
+            f"  w{i}:\n    cmd: python3 work.py {i} {n}\n    deps: [work.py]\n"
+            f"    outs: [out/o{i}.txt]\n"
+            for i in range(stages)
+        )
+    )
+    return root
+
+
+def bench_fanout(base: str, seconds: float, rows: list[dict], stages: int = 16) -> None:
+    """`stages` independent stages of ~`seconds` of CPU each: local `-j 1` against a Dask
+    cluster of 2 single-thread workers (tests/dask_cluster.py) sharing a remote; the speed-up
+    beside the ideal (2.0x)."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None or not (BIN / "dask").exists():
+        print("fanout: needs the dask extra (distributed); skipped")
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.dask_cluster import running_cluster
+
+    n = calibrate_work(seconds)
+    local = fanout_project(base, "fanout-local", stages, n)
+    t_local = timed([REPRO, "run", "-j", "1"], local)
+    remote = os.path.join(base, "fanout-remote")
+    os.makedirs(remote)
+    dask = fanout_project(base, "fanout-dask", stages, n)
+    sh([REPRO, "remote", "add", "shared", f"file://{remote}", "--default"], dask)
+    with running_cluster(2) as cluster:
+        args = ["--executor", "dask", "--scheduler", cluster.address, "-j", str(stages)]
+        t_dask = timed([REPRO, "run", *args], dask)
+    same = all(
+        Path(local, "out", f"o{i}.txt").read_bytes() == Path(dask, "out", f"o{i}.txt").read_bytes()
+        for i in range(stages)
+    )
+    rows.append(
+        {
+            "dataset": f"fan-out: {stages} stages of ~{seconds:g} s CPU each",
+            "local -j 1 s": t_local,
+            "dask 2 workers s": t_dask,
+            "speed-up": t_local / t_dask,
+            "ideal speed-up": 2.0,
+            "outputs identical": same,
+            "cpus on this machine": os.cpu_count() or 0,
+        }
+    )
+
+
 def fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.3f}" if v < 100 else f"{v:.0f}"
@@ -493,13 +571,17 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024, help="large file size (MiB)")
     ap.add_argument("--files", type=int, default=100_000, help="small files in the folder")
     ap.add_argument(
-        "--only", action="append", help="hashing, checkout, chain, folder, pushpull, log, report"
+        "--only",
+        action="append",
+        help="hashing, checkout, chain, folder, pushpull, log, report, fanout",
     )
     ap.add_argument("--json", default="benchmarks/results/latest.json")
     a = ap.parse_args()
     if a.quick:
         a.size_mib, a.files = 64, 5000
-    only = set(a.only or ["hashing", "checkout", "chain", "folder", "pushpull", "log", "report"])
+    only = set(
+        a.only or ["hashing", "checkout", "chain", "folder", "pushpull", "log", "report", "fanout"]
+    )
     base = tempfile.mkdtemp(prefix="repro-bench-", dir=os.environ.get("REPRO_BENCH_DIR"))
     rows: list[dict] = []
     print(f"repro benchmarks in {base}; DVC: {dvc_cmd() or 'not installed (no DVC column)'}")
@@ -533,6 +615,8 @@ def main() -> None:
             bench_log(base, 10_000 if not a.quick else 2000, rows)
         if "report" in only:
             bench_report(base, 1000 if not a.quick else 200, rows)
+        if "fanout" in only:
+            bench_fanout(base, 1.0 if not a.quick else 0.3, rows)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for row in rows:

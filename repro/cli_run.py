@@ -88,6 +88,7 @@ def run(
     echo = sys.stderr if as_json else sys.stdout
     project = _project()
     _run_overrides(project, scheduler, remote)
+    _check_dask_remote(project, executor, no_remote)
     result = run_pipeline(
         project,
         stages or None,
@@ -135,6 +136,21 @@ def _run_overrides(project, scheduler: str | None, remote: str | None) -> None:
 
             raise UsageError("--scheduler: give the scheduler's address (tcp://host:8786).")
         project.config["dask"] = {**(project.config.get("dask") or {}), "scheduler": scheduler}
+
+
+def _check_dask_remote(project, executor: str | None, no_remote: bool) -> None:
+    """`dask` chosen for the run without a shared remote: refused before anything is read or
+    written (a stage's own `executor: dask` is refused by the runner, as early as it can)."""
+    configured = (project.config.get("run") or {}).get("executor")
+    source = "--executor" if executor else ".repro/config.toml: key 'run.executor'"
+    if (executor or configured) != "dask":
+        return
+    from repro.remote import default_remote_name
+
+    if no_remote or not default_remote_name(project):
+        from repro.pipeline.stageexec import needs_remote_error
+
+        raise needs_remote_error(source)
 
 
 def _print_run(result) -> None:

@@ -430,10 +430,10 @@ def running_cluster(
         cluster.close()
 
 
-def cluster_fixture(scope: str = "module", **kw):
+def cluster_fixture(scope: str = "module", *, s3: bool = True, env_from: str | None = None, **kw):
     """A fixture giving a `DaskCluster` made with `running_cluster(**kw)`, one per `scope`.
-    Workers get the S3 credentials of the `s3_server` fixture when `s3=True` (the default)."""
-    s3 = kw.pop("s3", True)
+    Workers get the S3 credentials of the `s3_server` fixture when `s3` (the default), and the
+    variables of the fixture named `env_from` (a dict) when given."""
     extra_env = dict(kw.pop("env", None) or {})
 
     @pytest.fixture(scope=scope)
@@ -444,13 +444,9 @@ def cluster_fixture(scope: str = "module", **kw):
 
             request.getfixturevalue("s3_server")
             env = {**AWS_ENV, **env}
+        if env_from:
+            env.update(request.getfixturevalue(env_from))
         with running_cluster(env=env, **kw) as c:
             yield c
 
     return _cluster
-
-
-def private(path: Path) -> Path:
-    """chmod 700 `path` and its parents up to /tmp, so that no other uid can read in it."""
-    os.chmod(path, 0o700)
-    return path

@@ -1,26 +1,24 @@
-"""The `dask` executor against a real `distributed` cluster: worker processes on loopback that
-share only an S3 remote (moto) with the client, the CLI driven as a subprocess.
-
-The scheduler runs in this process (a LocalCluster), so a scheduler plugin can see every task
-the workers are given: what was submitted, how often, and the request each one carries.
+"""The `dask` executor against a real `distributed` cluster: a scheduler and two workers as
+separate processes on loopback (tests/dask_cluster.py), each in its own folder, sharing only an
+S3 remote (moto) with the client; the CLI driven as a subprocess. The scheduler keeps a pickled
+copy of every task it is given, so the tests see what was submitted and what each carries.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
-import signal
+import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import git, new_bucket, one_error, run_cli, snapshot_tree, write
+from tests.dask_cluster import cluster_fixture
 
 pytest.importorskip("distributed", reason="the dask tests need the 'dask' extra")
 
@@ -90,60 +88,16 @@ def make_project(root: Path, sleep: float | None = None) -> None:
         write(root, "prep.py", PREP + 'open("data/sleep", "w").write(open("raw/sleep").read())\n')
 
 
-def task_log(scheduler):
-    """A scheduler plugin: each task sent to a worker (key, worker), and its request pickled."""
-    from distributed.diagnostics.plugin import SchedulerPlugin
-
-    class TaskLog(SchedulerPlugin):
-        name = "repro-test-tasklog"
-
-        def __init__(self) -> None:
-            self.lock = threading.Lock()
-            self.started: list[tuple[str, str]] = []
-            self.specs: list[bytes] = []
-            self.scheduler = scheduler
-
-        def transition(self, key, start, finish, *args, **kwargs) -> None:
-            if finish != "processing" or self.scheduler is None:
-                return
-            ts = self.scheduler.tasks.get(key)
-            spec = pickle.dumps(getattr(ts, "run_spec", None)) if ts is not None else b""
-            where = ts.processing_on.address if ts is not None and ts.processing_on else ""
-            with self.lock:
-                self.started.append((str(key), where))
-                self.specs.append(spec)
-
-        def count(self) -> int:
-            with self.lock:
-                return len(self.started)
-
-    return TaskLog()
-
-
 @pytest.fixture(scope="module")
-def cluster(s3_server, tmp_path_factory):
-    """Two worker processes (one thread each), their own folders, an env path where the
-    distribution `fakepkg` is installed at version 2.0 (the client has 1.0: see the
-    environment test)."""
-    from distributed import Client, LocalCluster
-
+def worker_site(tmp_path_factory) -> dict[str, str]:
+    """The workers' env path, where the distribution `fakepkg` is installed at version 2.0
+    (the client has 1.0: see the environment test)."""
     site = tmp_path_factory.mktemp("worker-site")
     _fake_dist(site, "2.0")
-    cluster = LocalCluster(
-        processes=True,
-        n_workers=2,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=None,
-        env={"PYTHONPATH": str(site)},
-    )
-    log = task_log(cluster.scheduler)
-    cluster.scheduler.add_plugin(log)
-    client = Client(cluster)
-    client.wait_for_workers(2)
-    yield cluster, client, log
-    client.close()
-    cluster.close()
+    return {"PYTHONPATH": str(site)}
+
+
+cluster = cluster_fixture(n_workers=2, env_from="worker_site")
 
 
 def _fake_dist(site: Path, version: str) -> None:
@@ -162,9 +116,7 @@ def _remote(root: Path, s3_server) -> None:
 
 
 def _dask(root: Path, cluster, *args: str, env: dict | None = None):
-    return run_cli(
-        ["run", "--executor", "dask", "--scheduler", cluster.scheduler_address, *args], root, env
-    )
+    return run_cli(["run", "--executor", "dask", "--scheduler", cluster.address, *args], root, env)
 
 
 def _outputs(root: Path) -> dict[str, bytes]:
@@ -182,24 +134,23 @@ def _signatures(root: Path) -> dict[str, str]:
 def test_fan_out_fan_in_matches_a_local_run_and_reruns_submit_nothing(
     tmp_path, cluster, s3_server
 ) -> None:
-    cl, _client, log = cluster
     local, remote = tmp_path / "local", tmp_path / "viadask"
     make_project(local)
     make_project(remote)
     _remote(remote, s3_server)
     run_cli(["run", "-j", "4"], local, check=True)
 
-    before = log.count()
-    r = _dask(remote, cl, "-j", "4", "--json")
+    before = len(cluster.submitted())
+    r = _dask(remote, cluster, "-j", "4", "--json")
     assert r.code == 0, r.err
     assert {s["status"] for s in r.json()["stages"]} == {"ran"}
-    assert log.count() - before == N + 2  # one task per stage, no more
+    specs = cluster.submitted()[before:]
+    assert len(specs) == N + 2  # one task per stage, no more
     # Byte-identical outputs and the same signatures as the local run.
     assert _outputs(remote) == _outputs(local)
     assert len(_outputs(local)) == N + 4
     assert _signatures(remote) == _signatures(local)
     # The workers got manifests only: no path of this machine in any request.
-    specs = log.specs[before:]
     assert all(b"part" in s or b"prepare" in s or b"gather" in s for s in specs)
     for s in specs:
         assert str(tmp_path).encode() not in s and b"/tmp/pytest" not in s
@@ -216,29 +167,28 @@ def test_fan_out_fan_in_matches_a_local_run_and_reruns_submit_nothing(
 
     # Again: everything is up to date; after removing the outputs and the local cache, the
     # remote's run cache restores every stage: no task is submitted either way.
-    before = log.count()
-    r = _dask(remote, cl, "-j", "4", "--json")
+    before = len(cluster.submitted())
+    r = _dask(remote, cluster, "-j", "4", "--json")
     assert r.code == 0 and {s["status"] for s in r.json()["stages"]} == {"up-to-date"}
     for p in ("data", "parts", "result.txt", "summary", ".repro/cache"):
         _rm(remote / p)
-    r = _dask(remote, cl, "-j", "4", "--json")
+    r = _dask(remote, cluster, "-j", "4", "--json")
     assert r.code == 0, r.err
     assert {s["status"] for s in r.json()["stages"]} == {"restored"}
-    assert log.count() == before
+    assert len(cluster.submitted()) == before
     assert _outputs(remote) == _outputs(local)
 
 
 def test_a_failing_stage_cancels_the_rest_and_records_nothing_for_them(
     tmp_path, cluster, s3_server
 ) -> None:
-    cl, _client, _log = cluster
     root = tmp_path / "p"
     make_project(root, sleep=60)
     _remote(root, s3_server)
     # part0 fails at once; part3 would sleep a minute: the run must not wait for it.
     write(root, "work.py", "import sys\nif sys.argv[1] == '0': sys.exit(3)\n" + WORK)
     t0 = time.monotonic()
-    r = _dask(root, cl, "-j", "8", "--json")
+    r = _dask(root, cluster, "-j", "8", "--json")
     took = time.monotonic() - t0
     assert r.code == 1 and "Traceback" not in r.err
     assert took < 30, took
@@ -249,6 +199,10 @@ def test_a_failing_stage_cancels_the_rest_and_records_nothing_for_them(
     assert "stage 'part0' failed: its command exited with code 3" in r.err
     assert "cancelled: stage 'part0' failed" in r.err
     assert not (root / "parts/p3.txt").exists()
+    deadline = time.monotonic() + 10  # part3's command was stopped on its worker too
+    while cluster.worker_running("work.py 3") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cluster.worker_running("work.py 3") is None, "a cancelled stage still runs"
     lock = json.loads((root / "repro.lock").read_text())["stages"]
     assert "part3" not in lock and "part0" not in lock
     # Nothing recorded in the remote's run cache for the cancelled stage.
@@ -262,7 +216,6 @@ def test_a_failing_stage_cancels_the_rest_and_records_nothing_for_them(
 
 
 def test_an_environment_mismatch_is_one_clear_failure(tmp_path, cluster, s3_server) -> None:
-    cl, _client, _log = cluster
     root = tmp_path / "p"
     root.mkdir()
     git(root, "init", "-q")
@@ -276,68 +229,85 @@ def test_an_environment_mismatch_is_one_clear_failure(tmp_path, cluster, s3_serv
     )
     here = tmp_path / "client-site"
     _fake_dist(here, "1.0")
-    r = _dask(root, cl, env={"PYTHONPATH": str(here)})
+    r = _dask(root, cluster, env={"PYTHONPATH": str(here)})
     line = one_error(r)
     assert "fakepkg is 2.0 on the worker but 1.0 on the client" in line, line
     assert not (root / "m.txt").exists() and not (root / "repro.lock").exists()
 
 
+def test_a_stage_no_worker_can_take_is_refused_not_queued_forever(
+    tmp_path, cluster, s3_server
+) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    git(root, "init", "-q")
+    run_cli(["init"], root, check=True)
+    _remote(root, s3_server)
+    write(
+        root,
+        "repro.yaml",
+        "stages:\n  fit:\n    cmd: echo x > m.txt\n    outs: [m.txt]\n    resources: {GPU: 1}\n",
+    )
+    before = len(cluster.submitted())
+    line = one_error(_dask(root, cluster))
+    assert "stage 'fit' asks for resources GPU=1" in line and "--resources" in line, line
+    assert len(cluster.submitted()) == before and not (root / "m.txt").exists()
+
+
 def test_a_worker_killed_mid_stage_is_retried_elsewhere(tmp_path, cluster, s3_server) -> None:
-    cl, client, log = cluster
+    """Runs last of the cluster tests: it kills a worker (and starts a new one after)."""
     root = tmp_path / "p"
     make_project(root, sleep=4)
     _remote(root, s3_server)
-    pids = client.run(os.getpid)
-    before = log.count()
-    proc = _start_dask(root, cl)
-    try:
-        deadline = time.monotonic() + 40
-        victim = None
-        while victim is None and time.monotonic() < deadline:
-            with log.lock:
-                seen = list(zip(log.started[before:], log.specs[before:], strict=True))
-            for (_key, where), spec in seen:
-                if where in pids and b"part3" in spec:
-                    victim = pids[where]
-            time.sleep(0.1)
-        assert victim is not None, "part3 never started"
-        time.sleep(1.0)  # mid-stage: its command sleeps for 4 s
-        os.kill(victim, signal.SIGKILL)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    local = tmp_path / "local"
-    make_project(local, sleep=0)
-    run_cli(["run", "-j", "4"], local, check=True)
-    assert _outputs(root)["parts/p3.txt"] == _outputs(local)["parts/p3.txt"]
-    assert _outputs(root)["result.txt"] == _outputs(local)["result.txt"]
-    # part3 was given to a worker again after its first one died.
-    assert sum(1 for s in log.specs[before:] if b"part3" in s) >= 2
-    client.wait_for_workers(2, timeout=60)
-
-
-def _start_dask(root: Path, cl):
-    import subprocess
-
-    return subprocess.Popen(
-        [*REPRO, "run", "--executor", "dask", "--scheduler", cl.scheduler_address, "-j", "4"],
+    proc = subprocess.Popen(
+        [*REPRO, "run", "--executor", "dask", "--scheduler", cluster.address, "-j", "4", "--json"],
         cwd=root,
         env={**os.environ, "CI": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    victim = None
+    try:
+        deadline = time.monotonic() + 40
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            victim = cluster.worker_running("work.py 3")  # part3's command: it sleeps 4 s
+            time.sleep(0.1)
+        assert victim is not None, f"part3 never started: {proc.communicate()}"
+        time.sleep(1.0)  # mid-stage
+        cluster.kill_worker(victim)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        assert proc.returncode == 0, err
+        local = tmp_path / "local"
+        make_project(local, sleep=0)
+        run_cli(["run", "-j", "4"], local, check=True)
+        assert _outputs(root)["parts/p3.txt"] == _outputs(local)["parts/p3.txt"]
+        assert _outputs(root)["result.txt"] == _outputs(local)["result.txt"]
+        from repro.project import Project
+        from repro.records import load_record
+
+        run_id = json.loads(out)["run_id"]
+        record = load_record(Project(str(root)).cache.backend, run_id).to_dict()
+        (part3,) = [st for st in record["stages"] if st["name"] == "part3"]
+        survivor = next(w for w in cluster.workers if w is not victim)
+        assert survivor.address in part3["worker"], part3
+    finally:
+        cluster.replace_worker(victim)
 
 
 def test_dask_without_a_remote_refuses_in_one_sentence(cli, project) -> None:
     write(
         project.root, "repro.yaml", "stages:\n  a:\n    cmd: echo hi > a.txt\n    outs: [a.txt]\n"
     )
+    before = snapshot_tree(project.root, skip=(".git",))
     line = one_error(cli("run", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"))
     assert "needs a shared remote" in line and "repro remote add" in line
-    assert not os.path.exists(os.path.join(project.root, "a.txt"))
+    assert snapshot_tree(project.root, skip=(".git",)) == before  # nothing read, nothing written
     remote = os.path.join(os.path.dirname(project.root), "remote")
     cli("remote", "add", "shared", f"file://{remote}", "--default", ok=True)
     line = one_error(cli("run", "--executor", "dask", "--no-remote"))
@@ -368,3 +338,20 @@ def _rm(p: Path) -> None:
         shutil.rmtree(p)
     elif p.exists():
         p.unlink()
+
+
+def test_without_a_scheduler_a_local_cluster_runs_the_stages(cli, project, tmp_path) -> None:
+    cli("remote", "add", "shared", f"file://{tmp_path / 'remote'}", "--default", ok=True)
+    with open(os.path.join(project.root, ".repro", "config.toml"), "a") as f:
+        f.write('\n[run]\nexecutor = "dask"\n[dask]\nworkers = 1\n')
+    write(
+        project.root,
+        "repro.yaml",
+        "stages:\n  a:\n    cmd: echo said-on-worker; echo x > a.txt\n    outs: [a.txt]\n",
+    )
+    r = cli("run", "-r", "shared")
+    assert r.code == 0, r.err
+    assert "said-on-worker" in r.out  # the worker's log, shown once fetched
+    assert Path(project.root, "a.txt").read_text() == "x\n"
+    line = one_error(cli("run", "-r", "nosuch"))
+    assert "nosuch" in line

@@ -10,19 +10,19 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import AWS_ENV, git, new_bucket, one_error, run_cli, snapshot_tree, write
-from tests.dask_cluster import DaskCluster, running_cluster
+from tests.dask_cluster import DaskCluster, cluster_fixture
 
 BIN = Path(sys.executable).parent
 
@@ -66,19 +66,14 @@ def sites() -> Iterator[dict[str, Path]]:
 
 
 @pytest.fixture(scope="module")
-def cluster(s3_server, sites) -> Iterator[DaskCluster]:
-    """Two workers as the `reprotest` uid; w0 has a GPU, w1 none."""
-    env = {**AWS_ENV, "PYTHONPATH": str(sites["worker"])}
-    with running_cluster(2, user="reprotest", resources=["GPU=1", None], env=env) as c:
-        yield c
+def worker_env(sites) -> dict[str, str]:
+    return {"PYTHONPATH": str(sites["worker"])}
 
 
-@cache
-def has_remote_flag() -> bool:
-    p = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "run", "--help"], capture_output=True, text=True
-    )
-    return "--remote" in p.stdout or " -r" in p.stdout
+# Two workers as the `reprotest` uid, with the S3 credentials; w0 has a GPU, w1 none.
+cluster = cluster_fixture(
+    n_workers=2, user="reprotest", resources=["GPU=1", None], env_from="worker_env"
+)
 
 
 class Proj:
@@ -92,8 +87,7 @@ class Proj:
         return run_cli(list(args), self.root, env={**client_env(), **(env or {})})
 
     def dask_args(self) -> list[str]:
-        out = ["--executor", "dask", "--scheduler", self.cluster.address, "-j", "8"]
-        return [*out, "-r", "s3"] if has_remote_flag() else out
+        return ["--executor", "dask", "--scheduler", self.cluster.address, "-j", "8", "-r", "s3"]
 
     def run_dask(self, *extra: str, env: dict | None = None):
         return self.cli("run", *self.dask_args(), *extra, env=env)
@@ -220,6 +214,94 @@ def test_cluster_workers_are_isolated_and_unprivileged(cluster, tmp_path):
 
 
 # -- the executor, through the CLI ------------------------------------------------------------
+# Cancelling comes first, on workers that have run nothing yet (as a user's fresh cluster).
+@needs_executor
+def test_a_failing_stage_cancels_the_rest(cluster, new_proj):
+    token = f"slow-{uuid.uuid4().hex[:8]}"
+    spec = "stages:\n  bad:\n    cmd: sleep 2.5; echo broken >&2; exit 3\n    outs: [bad.txt]\n"
+    for i in range(4):
+        spec += (
+            f"  slow{i}:\n    cmd: python3 -c 'import time; time.sleep(30)' {token}; "
+            f"echo {i} > s{i}.txt\n    outs: [s{i}.txt]\n"
+        )
+    p = new_proj("fail", {"repro.yaml": spec})
+    t = time.time()
+    r = p.run_dask()
+    assert time.time() - t < 25, "the slow stages were not stopped: " + r.err
+    assert r.code not in (0, 70) and "Traceback" not in r.err, r.err
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert errors and "'bad'" in errors[0] and "3" in errors[0], r.err
+    assert all("'bad'" in ln for ln in errors), r.err  # the others say why they stopped
+    deadline = time.time() + 10
+    while cluster.worker_running(token) and time.time() < deadline:
+        time.sleep(0.2)
+    assert cluster.worker_running(token) is None, "a cancelled stage still runs on a worker"
+    assert not any((p.root / f"s{i}.txt").exists() for i in range(4))
+    assert remote_runs(p) == []  # nothing recorded as a result
+    st = p.cli("status", "--json").json()
+    assert {s["name"]: s["state"] for s in st["stages"]} == {
+        n: "stale" for n in ["bad", "slow0", "slow1", "slow2", "slow3"]
+    }
+
+
+def start_run(p: Proj) -> subprocess.Popen:
+    """`repro run` on the cluster, in the background, as a user starts it in a terminal."""
+    args = [sys.executable, "-m", "repro.cli", "run", *p.dask_args(), "--json"]
+    env = {**os.environ, "CI": "1", **client_env()}
+    return subprocess.Popen(
+        args, cwd=p.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_running(cluster: DaskCluster, proc: subprocess.Popen, token: str):
+    """The worker running the stage whose command line holds `token`, once it runs."""
+    deadline = time.time() + 30
+    while time.time() < deadline and proc.poll() is None:
+        w = cluster.worker_running(token)
+        if w is not None:
+            return w
+        time.sleep(0.1)
+    raise AssertionError(f"the stage never started on a worker: {proc.communicate()}")
+
+
+@needs_executor
+def test_ctrl_c_stops_the_stages_on_the_workers_and_records_nothing(cluster, new_proj):
+    token = f"ctrlc-{uuid.uuid4().hex[:8]}"
+    spec = (
+        "stages:\n  long:\n"
+        f"    cmd: python3 -c 'import time; time.sleep(30)' {token}; echo x > l.txt\n"
+        "    outs: [l.txt]\n"
+    )
+    p = new_proj("ctrlc", {"repro.yaml": spec})
+    proc = start_run(p)
+    try:
+        wait_running(cluster, proc, token)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    deadline = time.time() + 10
+    while cluster.worker_running(token) and time.time() < deadline:
+        time.sleep(0.2)
+    assert cluster.worker_running(token) is None, "the stage still runs on its worker"
+    assert not (p.root / "l.txt").exists() and not (p.root / "repro.lock").exists()
+    assert remote_runs(p) == []
+
+
+@needs_executor
+def test_without_a_shared_remote_the_run_refuses(cluster, tmp_path):
+    spec = "stages:\n  a:\n    cmd: echo a > a.txt\n    outs: [a.txt]\n"
+    root = make_project(tmp_path, "noremote", {"repro.yaml": spec})
+    before = snapshot_tree(root, skip=(".git", "tmp"))  # .repro/tmp: a parse cache
+    r = run_cli(["run", "--executor", "dask", "--scheduler", cluster.address], root)
+    assert "remote" in one_error(r)
+    assert snapshot_tree(root, skip=(".git", "tmp")) == before
+
+
 @needs_executor
 def test_fan_out_on_other_uid_workers_matches_a_local_run(cluster, new_proj, tmp_path):
     files = fan_out_files()
@@ -275,35 +357,6 @@ def test_fan_out_on_other_uid_workers_matches_a_local_run(cluster, new_proj, tmp
 
 
 @needs_executor
-def test_a_failing_stage_cancels_the_rest(cluster, new_proj):
-    token = f"slow-{uuid.uuid4().hex[:8]}"
-    spec = "stages:\n  bad:\n    cmd: sleep 0.5; echo broken >&2; exit 3\n    outs: [bad.txt]\n"
-    for i in range(4):
-        spec += (
-            f"  slow{i}:\n    cmd: python3 -c 'import time; time.sleep(30)' {token}; "
-            f"echo {i} > s{i}.txt\n    outs: [s{i}.txt]\n"
-        )
-    p = new_proj("fail", {"repro.yaml": spec})
-    t = time.time()
-    r = p.run_dask()
-    assert time.time() - t < 25, "the slow stages were not stopped: " + r.err
-    assert r.code not in (0, 70) and "Traceback" not in r.err, r.err
-    errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
-    assert errors and "'bad'" in errors[0] and "3" in errors[0], r.err
-    assert all("'bad'" in ln for ln in errors), r.err  # the others say why they stopped
-    deadline = time.time() + 10
-    while cluster.worker_running(token) and time.time() < deadline:
-        time.sleep(0.2)
-    assert cluster.worker_running(token) is None, "a cancelled stage still runs on a worker"
-    assert not any((p.root / f"s{i}.txt").exists() for i in range(4))
-    assert remote_runs(p) == []  # nothing recorded as a result
-    st = p.cli("status", "--json").json()
-    assert {s["name"]: s["state"] for s in st["stages"]} == {
-        n: "stale" for n in ["bad", "slow0", "slow1", "slow2", "slow3"]
-    }
-
-
-@needs_executor
 def test_an_environment_mismatch_names_the_package_and_both_versions(cluster, new_proj, sites):
     spec = (
         "stages:\n  probe:\n    cmd: python3 -c 'print(1)' > o.txt\n    outs: [o.txt]\n"
@@ -338,17 +391,9 @@ def test_a_worker_killed_mid_stage_is_replaced_and_the_result_is_right(cluster, 
         " > out.txt\n    outs: [out.txt]\n"
     )
     p = new_proj("killed", {"repro.yaml": spec})
-    args = [sys.executable, "-m", "repro.cli", "run", *p.dask_args(), "--json"]
-    env = {**os.environ, "CI": "1", **client_env()}
-    proc = subprocess.Popen(
-        args, cwd=p.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = start_run(p)
     try:
-        deadline, victim = time.time() + 30, None
-        while victim is None and time.time() < deadline and proc.poll() is None:
-            victim = cluster.worker_running(token)
-            time.sleep(0.1)
-        assert victim is not None, "the stage never started on a worker"
+        victim = wait_running(cluster, proc, token)
         cluster.kill_worker(victim)
         out, err = proc.communicate(timeout=90)
     finally:

@@ -44,6 +44,7 @@ class ExecRequest:
     environment: dict[str, Any] | None = None  # the fingerprint the stage declares (checked)
     resources: dict[str, float] = field(default_factory=dict)  # e.g. {"GPU": 1}
     record: bool = True  # whether the worker may write the run-cache entry (no client checks)
+    priority: int = 0  # higher first: stages that wait for a worker start in pipeline order
 
 
 @dataclass

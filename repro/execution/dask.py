@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from repro.project import Project
 
 DEFAULT_TIMEOUT = 30.0
+SUBMIT_WINDOW = 0.05  # seconds a submission waits for the stages that became ready with it
 
 
 class DaskError(ReproError):
@@ -74,6 +75,8 @@ class DaskExecutor:
         self._cluster: Any = None
         self._lock = threading.Lock()
         self._failed: dict[str, str] = {}  # run id -> the first stage that failed in it
+        self._pending: list[dict[str, Any]] = []  # submissions gathered for one batch
+        self._submit_lock = threading.Lock()
 
     # -- the cluster --------------------------------------------------------------------------
     def client(self) -> Any:
@@ -133,18 +136,10 @@ class DaskExecutor:
         if ctx.cancel.is_set():
             return self._cancelled(req, started)
         client = self.client()
-        try:
-            future = client.submit(
-                run_task,
-                req,
-                key=req.signature or None,
-                pure=False,
-                resources=dict(req.resources) or None,
-            )
-        except Exception as exc:
-            raise DaskError(
-                f"stage '{req.stage}': cannot submit it to the Dask cluster ({_clause(exc)})."
-            ) from None
+        resources = {k: v for k, v in req.resources.items() if v > 0}
+        if resources:
+            self._check_resources(client, req.stage, resources)
+        future = self._submit(client, req, resources)
         try:
             result = self._wait(client, future, req, ctx, started)
         except ReproError:
@@ -165,6 +160,57 @@ class DaskExecutor:
                 ctx.cancel.set()
                 self._cancel_run(client, req.run_id, None)
         return result
+
+    def _submit(self, client: Any, req: ExecRequest, resources: dict[str, float]) -> Any:
+        """Submit the stage's task. Stages that become ready together (the runner calls from
+        N threads at once) are gathered for a moment and submitted in pipeline order, so when
+        the cluster has fewer free threads than `-j`, the first stages of the pipeline start
+        first, as they would locally, and not whichever thread came first."""
+        slot: dict[str, Any] = {"req": req, "resources": resources}
+        with self._lock:
+            self._pending.append(slot)
+        time.sleep(SUBMIT_WINDOW)
+        with self._submit_lock:  # whoever comes first submits the whole batch
+            with self._lock:
+                batch = sorted(self._pending, key=lambda s: -s["req"].priority)
+                self._pending = []
+            for s in batch:
+                try:
+                    s["future"] = client.submit(
+                        run_task,
+                        s["req"],
+                        key=s["req"].signature or None,
+                        pure=False,
+                        resources=s["resources"] or None,
+                        priority=s["req"].priority,
+                    )
+                except Exception as exc:
+                    s["error"] = exc
+        if "future" not in slot:  # the batch's submitter failed or was interrupted
+            why = _clause(slot["error"]) if "error" in slot else "the submission was interrupted"
+            raise DaskError(f"stage '{req.stage}': cannot submit it to the Dask cluster ({why}).")
+        return slot["future"]
+
+    def _check_resources(self, client: Any, stage: str, wanted: dict[str, float]) -> None:
+        """Refuse a stage no worker of the cluster can take (Dask would queue it forever);
+        a cluster with no worker yet (adaptive, scaling up) is given the benefit of the doubt."""
+        try:
+            workers = client.scheduler_info(n_workers=-1).get("workers") or {}
+        except TypeError:  # an older distributed without n_workers
+            workers = client.scheduler_info().get("workers") or {}
+        except Exception:
+            return
+        if not workers:
+            return
+        for info in workers.values():
+            have = info.get("resources") or {}
+            if all(have.get(k, 0) >= v for k, v in wanted.items()):
+                return
+        asked = ", ".join(f"{k}={v:g}" for k, v in sorted(wanted.items()))
+        raise DaskError(
+            f"stage '{stage}' asks for resources {asked}, which no worker of the Dask cluster "
+            f'offers (start workers with --resources "{asked.replace(", ", " ")}").'
+        )
 
     def _wait(
         self, client: Any, future: Any, req: ExecRequest, ctx: ExecContext, started: float
@@ -232,12 +278,14 @@ def run_task(req: ExecRequest) -> ExecResult:
     import os
     import socket
 
-    from distributed import Event, get_worker
+    from distributed import Event, get_client, get_worker
 
     from repro.execution.worker import run_manifest
 
     worker = get_worker()
-    event = Event(cancel_event_name(req.run_id))
+    # The worker's client, made explicit: the event is polled from the watcher's thread,
+    # where an Event without one cannot find it.
+    event = Event(cancel_event_name(req.run_id), client=get_client())
     executor: Any
     if req.image:
         from repro.execution.container import ContainerExecutor

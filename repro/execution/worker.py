@@ -167,6 +167,7 @@ def materialise(req: ExecRequest, remote: ObjectStore, cache: ObjectStore, ws: s
     for p, h in sorted(items.items()):
         dst = os.path.join(ws, *p.split("/"))
         if p in trees:
+            _mkdir(dst)  # an empty folder is a folder still
             for e in trees[p].entries:
                 _place(cache, e.hash, os.path.join(dst, *e.path.split("/")), e.executable)
         else:

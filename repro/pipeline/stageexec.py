@@ -31,6 +31,17 @@ from repro.workspace import (
 )
 
 
+def needs_remote_error(source: str) -> ReproError:
+    """The `dask` executor chosen without a shared remote (one sentence naming the choice)."""
+    from repro.errors import UsageError
+
+    return UsageError(
+        f"{source}: the 'dask' executor needs a shared remote, since its workers share "
+        "nothing with this machine but the remote; set one with 'repro remote add NAME URL "
+        "--default' (and drop --no-remote)."
+    )
+
+
 class StageExecution:
     """Executing one stage and taking its outputs."""
 
@@ -59,13 +70,7 @@ class StageExecution:
                 name, source = self.executor_choice(self.spec.stages[n])
                 check_name(name, source)
                 if name == "dask" and not self.remote:
-                    from repro.errors import UsageError
-
-                    raise UsageError(
-                        f"{source}: the 'dask' executor needs a shared remote, since its "
-                        "workers share nothing with this machine but the remote; set one "
-                        "with 'repro remote add NAME URL --default' (and drop --no-remote)."
-                    )
+                    raise needs_remote_error(source)
 
     def executor_for(self, stage: Stage) -> tuple[str, Executor]:
         from repro.execution.registry import executor_name, load_executor
@@ -224,6 +229,7 @@ class StageExecution:
             environment=inputs.environment if inputs else None,
             resources=dict(stage.resources),
             record=not stage.observe and not self.verify,  # checked here first, or compared
+            priority=-list(self.spec.stages).index(stage.name),
         )
 
     def _log_of(self, stored: str | None, path: str) -> str | None:
