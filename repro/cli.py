@@ -6,7 +6,8 @@ inside the commands that use them, so `repro --help` stays fast.
 
 The app and shared helpers live in repro/cli_app.py; the commands in repro/cli_data.py,
 cli_run.py, cli_history.py, cli_share.py, cli_env.py, cli_gate.py, cli_tags.py,
-cli_alerts.py, cli_report.py, cli_metrics.py and cli_plots.py, imported here so they register.
+cli_alerts.py, cli_report.py, cli_metrics.py, cli_plots.py, cli_exp.py, cli_external.py and
+cli_manage.py, imported here so they register.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from repro.errors import ReproError
 from repro import cli_data, cli_run, cli_history, cli_share, cli_env  # noqa: F401
 from repro import cli_gate, cli_tags, cli_alerts  # noqa: F401
 from repro import cli_report, cli_metrics, cli_plots  # noqa: F401
+from repro import cli_exp, cli_external, cli_manage  # noqa: F401
 # isort: on
 
 __all__ = ["Signalled", "app", "main"]
