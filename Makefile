@@ -1,24 +1,41 @@
-# The newcomer's two commands: `make demo` and `make test`. Both create the virtualenv first.
+# The newcomer's two commands: `make demo` and `make test`. Both create the virtualenv first;
+# `make demo` installs only what the demo needs (the `demo` extra), `make test` the dev set
+# (`[dev]`: every extra, the docs tools, tests and linters).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+DOCS_STAMP := $(VENV)/.installed-docs
+STAMP := $(VENV)/.installed-dev
 
 DVC_VENV := .venv-dvc
 
-.PHONY: demo test bench bench-dvc lint venv clean
+.PHONY: demo test docs bench bench-dvc lint venv clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+
+# One stamp per extra installed (.installed-demo, -docs, -dev), redone when pyproject.toml changes.
+# The distribution was called `repro` before it became `repro-engine`: an old venv drops that one.
+# setuptools' "Editable installation" notice (folders named like the package could shadow it; ours
+# maps only `repro*`) is information, not a problem: silenced for this one command.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/pip uninstall -q -y repro 2>/dev/null || true
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[$*]'
+	touch $@
 
 venv: $(STAMP)
 
 ## Run the example ML pipeline end to end (prepare -> featurize -> train -> evaluate).
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+
+## The documentation site (mkdocs.yml) into build/site; a warning is an error.
+docs: $(DOCS_STAMP)
+	@# no --quiet: mkdocs 1.6 then stops counting warnings and --strict passes anything
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "Site: $(CURDIR)/build/site/index.html"
 
 ## Lint, the import layers (pyproject.toml [tool.importlinter]), then the whole test suite.
 test: $(STAMP)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from repro.pipeline.probes import Probes
     from repro.pipeline.runner import RunResult
     from repro.pipeline.status import StatusReport
+    from repro.progress import ProgressFactory
     from repro.project import Project
     from repro.rollback import RollbackResult
     from repro.transfer import TransferReport
@@ -42,6 +43,13 @@ __all__ = [
     "check",
     "checkout",
     "diff",
+    "exp_apply",
+    "exp_diff",
+    "exp_pull",
+    "exp_push",
+    "exp_remove",
+    "exp_run",
+    "exp_show",
     "init",
     "install_hooks",
     "log",
@@ -169,6 +177,7 @@ def run(
     wait: float = 0.0,
     echo: IO[str] | None = None,
     executor: str | None = None,
+    progress: ProgressFactory | None = None,
 ) -> RunResult:
     """Bring the pipeline, or `stages` and what they need, up to date (`repro run`).
 
@@ -178,7 +187,9 @@ def run(
     raise. The stages' output goes nowhere unless `echo` is a text stream (`sys.stdout` for a
     notebook); it is kept in the run record either way (`repro show RUN_ID --logs STAGE`).
     `dry_run` only says what would happen and changes nothing. `executor` names the executor
-    to run stages with, as `--executor` does (a stage's own `executor:` wins)."""
+    to run stages with, as `--executor` does (a stage's own `executor:` wins). `progress`
+    makes a display (label -> context manager with `.callback`) of caching each stage's
+    outputs, used with `jobs` 1 (`repro.cli_render.progress_for` draws one on a terminal)."""
     from repro.pipeline.runner import run as run_pipeline
 
     if jobs < 1:
@@ -196,6 +207,7 @@ def run(
             verify=verify,
             use_remote=use_remote,
             executor=executor,
+            progress=progress,
         )
         if push and not dry_run:  # sharing sits above the run: the run never imports it
             from repro.transfer import push as push_cache
@@ -316,21 +328,25 @@ def checkout(
     force: bool = False,
     outs_only: bool = False,
     wait: float = 0.0,
+    progress: Any = None,
 ) -> CheckoutReport:
     """Put the workspace in the state `ref` names (a sig or prefix, or a git revision whose
     repro.lock state was recorded), or by default the state repro.lock records. Content about
     to be overwritten that is not in the cache is saved there first (`report.saved`) unless
-    `force`; `outs_only` leaves code and params files alone."""
+    `force`; `outs_only` leaves code and params files alone. `progress` (optional, e.g.
+    `repro.cli_render.PhaseProgress`) is told a "place" phase with its totals, then each path."""
     from repro import data
 
     with _open(root) as project:
         if ref is None:
-            return data.checkout_lock(project, force=force, wait=wait)
+            return data.checkout_lock(project, force=force, wait=wait, progress=progress)
         from repro.refs import resolve_sig
         from repro.snapshots import checkout_snapshot
 
         full = resolve_sig(project, ref)
-        return checkout_snapshot(project, full, force=force, outs_only=outs_only, wait=wait)
+        return checkout_snapshot(
+            project, full, force=force, outs_only=outs_only, wait=wait, progress=progress
+        )
 
 
 def push(
@@ -471,3 +487,103 @@ def install_hooks(root: PathLike = ".", *, force: bool = False) -> list[HookActi
 
     with _open(root) as project:
         return do_install(project, force=force)
+
+
+# -- experiments (repro exp ...) --------------------------------------------------------------
+def exp_run(
+    sets: Sequence[str] = (),
+    root: PathLike = ".",
+    *,
+    name: str | None = None,
+    queue: bool = False,
+    run_all: bool = False,
+    jobs: int = 1,
+    use_remote: bool = True,
+) -> list[dict[str, Any]]:
+    """Run the pipeline with params overridden (`-S` texts such as `train.lr=0.1`, or sweeps
+    `train.lr=range(0.01,0.1,0.01)`, `train.depth=3,5,7`) in temporary workspaces, leaving the
+    workspace and git alone (`repro exp run`). A sweep, or `queue`, only queues; `run_all` runs
+    the queue `jobs` experiments at a time (one experiment alone runs `jobs` stages at once).
+    Returns the experiments' records (`exp show` rows, no metrics)."""
+    from repro import experiments as ex
+
+    if jobs < 1:
+        raise UsageError("-j/--jobs must be at least 1.")
+    with _open(root) as project:
+        out = []
+        if sets or not run_all:
+            exps = ex.new_experiments(project, list(sets), name)
+            for e in exps:
+                ex.save(project, e)
+            if queue or len(exps) > 1:
+                out += exps
+            else:
+                out += [ex.run_one(project, exps[0], use_remote, jobs)]
+        if run_all:
+            done = ex.run_queued(project, jobs, use_remote=use_remote)
+            out = [e for e in out if e.name not in {d.name for d in done}] + done
+        return [_exp_row(e) for e in out]
+
+
+def _exp_row(e: Any) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "snapshot": e.snapshot,
+        "params": dict(e.overrides),
+        "state": e.state,
+        "message": e.message,
+    }
+
+
+def exp_show(root: PathLike = ".") -> list[dict[str, Any]]:
+    """`repro exp show --json`: `[{"name", "snapshot", "params", "metrics", "state", ...}]`."""
+    from repro import experiments as ex
+
+    with _open(root) as project:
+        return ex.show(project)
+
+
+def exp_diff(a: str, b: str, root: PathLike = ".") -> dict[str, Any]:
+    """`repro exp diff A B --json`: `{"from", "to", "params", "metrics"}`."""
+    from repro import experiments as ex
+
+    with _open(root) as project:
+        return ex.diff(project, a, b)
+
+
+def exp_apply(
+    name: str, root: PathLike = ".", *, force: bool = False, wait: float = 0.0
+) -> CheckoutReport:
+    """Bring experiment `name`'s params files and outputs into the workspace (`exp apply`)."""
+    from repro import experiments as ex
+
+    with _open(root) as project:
+        return ex.apply(project, name, force=force, wait=wait)
+
+
+def exp_remove(names: Sequence[str], root: PathLike = ".") -> list[str]:
+    """Forget experiments (`repro exp remove`); an unknown name removes nothing."""
+    from repro import experiments as ex
+
+    with _open(root) as project:
+        return ex.remove(project, list(names))
+
+
+def exp_push(
+    names: Sequence[str] | None = None, root: PathLike = ".", *, remote: str | None = None
+) -> list[str]:
+    """Send experiments (all, or `names`) and what they need to the remote (`exp push`)."""
+    from repro import experiments as ex
+
+    with _open(root) as project:
+        return ex.push(project, list(names or []) or None, remote)
+
+
+def exp_pull(
+    names: Sequence[str] | None = None, root: PathLike = ".", *, remote: str | None = None
+) -> list[str]:
+    """Fetch experiments (all, or `names`) from the remote (`exp pull`); the workspace is kept."""
+    from repro import experiments as ex
+
+    with _open(root) as project:
+        return ex.pull(project, list(names or []) or None, remote)

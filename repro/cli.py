@@ -12,8 +12,12 @@ cli_manage.py, imported here so they register.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from typing import Annotated
+
+import typer
 
 from repro.cli_app import _err, app
 from repro.errors import ReproError
@@ -28,6 +32,35 @@ from repro import cli_exp, cli_external, cli_manage  # noqa: F401
 # isort: on
 
 __all__ = ["Signalled", "app", "main"]
+
+# `-h` as well as `--help`, on every command (click passes it down to subcommands).
+app.info.context_settings = {
+    **(app.info.context_settings or {}),
+    "help_option_names": ["-h", "--help"],
+}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from repro import __version__
+
+        print(f"repro {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print repro's version and exit.",
+            is_eager=True,
+            callback=_show_version,
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 class Signalled(KeyboardInterrupt):
@@ -82,8 +115,14 @@ def main() -> None:
     if debug:
         sys.argv.remove("--debug")
     _install_signal_handlers()
+    extra: dict[str, str] = {}
+    if "_REPRO_COMPLETE" in os.environ:  # a shell asking for completions (`repro completion`)
+        from typer.completion import completion_init
+
+        completion_init()
+        extra = {"prog_name": "repro", "complete_var": "_REPRO_COMPLETE"}
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, **extra)
     except ReproError as exc:
         if debug:
             raise

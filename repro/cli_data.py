@@ -31,7 +31,13 @@ def init(
         ),
     ] = None,
 ) -> None:
-    """Make .repro/ (cache, state db, config, ignore rules) and an empty repro.yaml."""
+    """Make .repro/ (cache, state db, config, ignore rules) and an empty repro.yaml.
+
+    \b
+    Example:
+      repro init
+      repro init --hash blake3
+    """
     from repro import api
 
     print(f"Initialized repro project in {api.init(path, hash_name)}")
@@ -42,7 +48,12 @@ def hash_cmd(
     paths: Annotated[list[str], typer.Argument(help="Files or folders.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Print content hashes of files and folders, with bytes and seconds."""
+    """Print content hashes of files and folders, with bytes and seconds.
+
+    \b
+    Example:
+      repro hash data/ model.pkl --json
+    """
     from repro.hashing.engine import Hasher
     from repro.project import Project
 
@@ -78,7 +89,12 @@ def add(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Track data that no stage makes: store it in the cache and record it in repro.yaml."""
+    """Track data that no stage makes: store it in the cache and record it in repro.yaml.
+
+    \b
+    Example:
+      repro add data/raw.csv data/images
+    """
     from repro import api
 
     with _Progress("adding") as prog:
@@ -106,16 +122,19 @@ def checkout(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore the workspace to snapshot SIG, or to what repro.lock says."""
+    """Restore the workspace to snapshot SIG, or to what repro.lock says.
+
+    \b
+    Example:
+      repro checkout
+      repro checkout 3f2a9c1 --force
+    """
     from repro import api
 
     with _Progress("checking out") as prog:
-        if sig is None and prog.callback is not None:  # what api.checkout does, with progress
-            from repro.data import checkout_lock
-
-            report = checkout_lock(_project(), force=force, wait=wait, progress=prog.callback)
-        else:
-            report = api.checkout(sig, force=force, outs_only=outs_only, wait=wait)
+        report = api.checkout(
+            sig, force=force, outs_only=outs_only, wait=wait, progress=prog.callback
+        )
     if as_json:
         _emit_json(
             {
@@ -149,7 +168,13 @@ def restore(
     as_json: JsonOpt = False,
 ) -> None:
     """Put a cached file or folder back at PATH by its content hash; with no arguments, list
-    what repro saved before overwriting it (newest first)."""
+    what repro saved before overwriting it (newest first).
+
+    \b
+    Example:
+      repro restore
+      repro restore 5be55a98f42c0b1d model.pkl
+    """
     from repro import data
 
     project = _project()

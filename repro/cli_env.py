@@ -19,7 +19,12 @@ def lock_cmd(
     update: Annotated[bool, typer.Option("--update", help="Re-resolve every tag.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Resolve stage images to immutable digests and write them to repro.lock."""
+    """Resolve stage images to immutable digests and write them to repro.lock.
+
+    \b
+    Example:
+      repro lock --update
+    """
     from repro.execution.images import lock_images
 
     changes = lock_images(_project(), update)
@@ -37,7 +42,12 @@ def lock_cmd(
 
 @app.command()
 def env(as_json: JsonOpt = False) -> None:
-    """The environment fingerprint of this interpreter: Python, platform, distributions."""
+    """The environment fingerprint of this interpreter: Python, platform, distributions.
+
+    \b
+    Example:
+      repro env --json
+    """
     from repro.pipeline.envfp import current_environment
 
     fp = current_environment()

@@ -362,6 +362,8 @@ class PhaseProgress:
 
     def phase(self, name: str, total_files: int | None, total_bytes: int | None) -> None:
         """Start phase `name` (hash, store, upload, download...) with its totals."""
+        if self.name:  # the phase before is seen as it ended, however quick
+            self.bar.refresh()
         self.name, self.files, self.total_files = name, 0, total_files
         self.bar.reset(
             self.task,

@@ -32,14 +32,74 @@ def stage_add(
     env: Annotated[list[str], typer.Option("-e", "--env", help="Env var that counts.")] = [],  # noqa: B006
     image: Annotated[str | None, typer.Option("--image", help="Container image.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Stage seed.")] = None,
-    wdir: Annotated[str | None, typer.Option("--wdir", help="Working dir.")] = None,
+    wdir: Annotated[str | None, typer.Option("-w", "--wdir", help="Working dir.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace a stage.")] = False,
+    desc: Annotated[str | None, typer.Option("--desc", help="What the stage does.")] = None,
+    always_changed: Annotated[
+        bool, typer.Option("--always-changed", help="Run it on every 'repro run'.")
+    ] = False,
+    outs_no_cache: Annotated[
+        list[str], typer.Option("-O", "--outs-no-cache", help="Output kept out of the cache.")
+    ] = [],  # noqa: B006
+    outs_persist: Annotated[
+        list[str], typer.Option("--outs-persist", help="Output kept across runs.")
+    ] = [],  # noqa: B006
+    plots: Annotated[list[str], typer.Option("--plots", help="Plot output.")] = [],  # noqa: B006
 ) -> None:
-    """Add a stage to repro.yaml (comments and order of the file are kept)."""
+    """Add a stage to repro.yaml (comments and order of the file are kept).
+
+    \b
+    Example:
+      repro stage add train -c "python train.py" -d train.py -d data.csv -p train.lr \\
+        -o model.pkl -m metrics.json --plots loss.csv --desc "fit the model"
+    """
+    from repro.pipeline.stageadd import StageFlags
     from repro.pipeline.stageadd import stage_add as add_stage
 
-    add_stage(_project(), name, cmd, deps, outs, params, metrics, image, seed, wdir, env, force)
+    more = StageFlags(desc, always_changed, outs_no_cache, outs_persist, plots)
+    add_stage(
+        _project(), name, cmd, deps, outs, params, metrics, image, seed, wdir, env, force, more
+    )
     print(f"added stage '{name}' to repro.yaml")
+
+
+@stage_app.command("list")
+def stage_list(as_json: JsonOpt = False) -> None:
+    """List the stages: name, command, dependency and output counts, description, frozen.
+
+    \b
+    Example:
+      repro stage list --json
+    """
+    from repro.manage import stage_list as list_stages
+
+    rows = list_stages(_project())
+    if as_json:
+        _emit_json([r.to_dict() for r in rows])
+        return
+    for r in rows:
+        frozen = "  (frozen)" if r.frozen else ""
+        desc = f"  # {r.desc}" if r.desc else ""
+        print(f"{r.name}: {r.cmd}  [{r.deps} deps, {r.outs} outs]{frozen}{desc}")
+
+
+@stage_app.command("remove")
+def stage_remove(
+    name: Annotated[str, typer.Argument(help="Stage to remove.")],
+    outs: Annotated[bool, typer.Option("--outs", help="Delete its outputs too.")] = False,
+) -> None:
+    """Remove a stage from repro.yaml and repro.lock, and its outputs' .gitignore lines (the
+    outputs stay in the workspace unless --outs).
+
+    \b
+    Example:
+      repro stage remove train
+    """
+    from repro.manage import stage_remove as remove_stage
+
+    paths = remove_stage(_project(), name, outs)
+    kept = "deleted" if outs else "left in place"
+    print(f"removed stage '{name}'" + (f" (outputs {kept}: {', '.join(paths)})" if paths else ""))
 
 
 @app.command()
@@ -101,6 +161,7 @@ def run(
         verify=verify,
         use_remote=not no_remote,
         executor=executor,
+        progress=_caching_progress(jobs),
     )
     if push and not dry_run:
         from repro.transfer import push as push_cache
@@ -121,6 +182,14 @@ def run(
                     "differ from the recorded result."
                 )
         raise typer.Exit(1)
+
+
+def _caching_progress(jobs: int):
+    """What draws caching each stage's outputs (hash, then store) for a person watching (a
+    terminal, not CI) while one stage runs at a time; None otherwise: nothing is drawn."""
+    from repro.cli_render import progress_for, progress_wanted
+
+    return progress_for if jobs == 1 and progress_wanted() else None
 
 
 def _run_overrides(project, scheduler: str | None, remote: str | None) -> None:
@@ -195,6 +264,10 @@ def status(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when any stage is stale.")
     ] = False,
+    external: Annotated[
+        bool,
+        typer.Option("--external", help="Ask imported data's sources whether they changed."),
+    ] = False,
 ) -> None:
     """Say which stages and tracked data are stale and why.
 
@@ -202,10 +275,15 @@ def status(
     Example:
       repro status
       repro status train --exit-code
+      repro status --external
     """
     from repro import api
 
     rep = api.status(stages or None)
+    if external:  # imported data whose source changed: stale, kind `external`
+        from repro.external import mark_external
+
+        mark_external(_project(), rep)
     if as_json:
         _emit_json(rep.to_dict())
     else:
@@ -289,6 +367,9 @@ def _reason_text(r) -> str:
         return f"data: {r.target} (not in the workspace; 'repro checkout' puts it back)"
     if r.kind == ReasonKind.DATA and r.old and r.new:
         return f"data: {r.target} (changed; 'repro run' records the new version)"
+    if r.kind == "external" and isinstance(r.new, dict):  # status --external (repro.external)
+        what = ", ".join(sorted(r.new))
+        return f"external: {r.target} (source changed: {what}; 'repro update {r.target}')"
     return f"{r.kind}: {r.target}"
 
 
@@ -298,7 +379,12 @@ def dag(
     dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Draw the pipeline graph."""
+    """Draw the pipeline graph.
+
+    \b
+    Example:
+      repro dag --mermaid
+    """
     from repro.pipeline.dag import render
 
     print(

@@ -33,7 +33,12 @@ def remote_add(
     ] = [],  # noqa: B006
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace a remote.")] = False,
 ) -> None:
-    """Add a remote."""
+    """Add a remote.
+
+    \b
+    Example:
+      repro remote add origin s3://bucket/repro --default
+    """
     from repro.remote import add_remote
 
     add_remote(_project(), name, url, default, options, force)
@@ -42,7 +47,12 @@ def remote_add(
 
 @remote_app.command("list")
 def remote_list(as_json: JsonOpt = False) -> None:
-    """List remotes."""
+    """List remotes.
+
+    \b
+    Example:
+      repro remote list --json
+    """
     from repro.remote import list_remotes
 
     rows = list_remotes(_project())
@@ -56,7 +66,12 @@ def remote_list(as_json: JsonOpt = False) -> None:
 
 @remote_app.command("remove")
 def remote_remove(name: Annotated[str, typer.Argument(help="Remote name.")]) -> None:
-    """Remove a remote."""
+    """Remove a remote.
+
+    \b
+    Example:
+      repro remote remove origin
+    """
     from repro.remote import remove_remote
 
     remove_remote(_project(), name)
@@ -64,7 +79,12 @@ def remote_remove(name: Annotated[str, typer.Argument(help="Remote name.")]) -> 
 
 @remote_app.command("default")
 def remote_default(name: Annotated[str, typer.Argument(help="Remote name.")]) -> None:
-    """Make a remote the default."""
+    """Make a remote the default.
+
+    \b
+    Example:
+      repro remote default origin
+    """
     from repro.remote import set_default
 
     set_default(_project(), name)
@@ -89,7 +109,12 @@ def push(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Upload what the remote lacks: objects, run cache, snapshots, records."""
+    """Upload what the remote lacks: objects, run cache, snapshots, records.
+
+    \b
+    Example:
+      repro push -r origin -j 8
+    """
     from repro import api
 
     with _TransferProgress("pushing") as prog:
@@ -109,7 +134,12 @@ def pull(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Download what repro.lock needs and the local cache lacks, then check it out."""
+    """Download what repro.lock needs and the local cache lacks, then check it out.
+
+    \b
+    Example:
+      repro pull train
+    """
     from repro import api
 
     with _TransferProgress("pulling") as prog:
@@ -140,7 +170,12 @@ def gc(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Drop what no kept snapshot reaches."""
+    """Drop what no kept snapshot reaches.
+
+    \b
+    Example:
+      repro gc --keep-last 10 --dry-run
+    """
     from repro.maintenance import gc as do_gc
 
     if keep_last is not None and keep_last < 0:
@@ -173,7 +208,12 @@ def fsck(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash every object; report corrupt ones and missing ones that repro.lock (or, with
-    --all, any kept snapshot) needs; with --repair, heal them."""
+    --all, any kept snapshot) needs; with --repair, heal them.
+
+    \b
+    Example:
+      repro fsck --all --repair
+    """
     from repro.maintenance import fsck as do_fsck
 
     report = do_fsck(_project(), remote, repair, all_states)

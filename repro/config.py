@@ -9,7 +9,9 @@ from typing import Any
 from repro.errors import SpecError
 
 CONFIG_TEMPLATE = """\
-# repro project configuration (committed to git; never put credentials here).
+# repro project configuration, committed to git: never put credentials here. Secrets and
+# per-machine settings go in .repro/config.local.toml (git-ignored; its keys win over these).
+# Every key and its default: repro's docs/cli.md, "Configuration".
 [cache]
 # How outputs are put into the workspace from the cache, fastest first.
 # Default: ["reflink", "hardlink", "copy"]; as root ["reflink", "copy"], since root can write
@@ -22,15 +24,65 @@ LINK_METHODS = ("reflink", "hardlink", "copy")
 MAX_CONFIG_BYTES = 1 << 20
 
 
+LOCAL_NAME = "config.local.toml"
+
+
 def load_config(path: str) -> dict[str, Any]:
-    """The config as a dict ({} when there is none). It is committed to git, so it can arrive
-    broken or hostile: not TOML, not UTF-8, a folder, nested too deep, or known keys of the wrong
-    type; each is refused with one sentence naming the file and key."""
+    """The config as a dict ({} when there is none), with `.repro/config.local.toml` (per
+    machine, git-ignored) laid over `.repro/config.toml` table by table."""
+    config = _read_config(path, ".repro/config.toml")
+    if os.path.basename(path) == "config.toml":
+        local = _read_config(local_path(path), f".repro/{LOCAL_NAME}")
+        if local:
+            config = merged(config, local)
+            problem = config_problem(config)
+            if problem:
+                raise SpecError(f".repro/{LOCAL_NAME}", problem)
+    return config
+
+
+def local_path(path: str) -> str:
+    """`.repro/config.local.toml` beside the committed `path`."""
+    return os.path.join(os.path.dirname(path), LOCAL_NAME)
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`: tables merge key by key, anything else is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merged(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """One config file alone (`.repro/config.toml` or `.repro/config.local.toml`), checked."""
+    return _read_config(path, f".repro/{os.path.basename(path)}")
+
+
+def edit_problem(data: dict[str, Any], other: dict[str, Any], local: bool) -> str | None:
+    """Why a would-be config file (`repro config --set/--unset`) is wrong, or None: checked
+    alone and merged with the other file; a section repro does not know is refused (on load it
+    is left alone, for a newer repro's sake, but repro never writes one)."""
+    for section in data:
+        if section not in (*_TABLES, "alerts"):
+            return f"unknown section '{str(section)[:60]}' (known: {', '.join(_TABLES)})"
+    problem = config_problem(data)
+    if problem:
+        return problem
+    return config_problem(merged(data, other) if not local else merged(other, data))
+
+
+def _read_config(path: str, label: str) -> dict[str, Any]:
+    """One config file. It is committed to git, so it can arrive broken or hostile: not TOML,
+    not UTF-8, a folder, nested too deep, or known keys of the wrong type; each is refused with
+    one sentence naming the file and key."""
     import tomllib
 
     from repro.pipeline.specio import decode_text, read_bytes
 
-    label = ".repro/config.toml"
     try:
         text = decode_text(read_bytes(path, label, MAX_CONFIG_BYTES), label)
     except FileNotFoundError:
@@ -55,8 +107,10 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-# (section, key) -> (check, what it must be). Unknown sections and keys are left alone, so an
-# older repro reads a newer project's config.
+# (section, key) -> (check, what it must be). An unknown key in a known section is an error
+# (with a did-you-mean: a misspelt `cache.links` must not be silently ignored); an unknown
+# section is left alone, so an older repro reads a newer project's config, but `repro config
+# --set` refuses to write one.
 _KEY_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
     ("core", "remote"): (lambda v: isinstance(v, str), "a remote name"),
     ("core", "follow_symlinks"): (lambda v: isinstance(v, bool), "true or false"),
@@ -80,6 +134,42 @@ _KEY_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
     ("dask", "timeout"): (lambda v: _is_number(v) and v > 0, "seconds > 0"),
 }
 _TABLES = ("core", "cache", "remote", "diff", "gc", "observe", "run", "dask")
+# Keys of the known sections checked elsewhere (tables of their own, or read by one module).
+_OTHER_KEYS = {
+    "core": ("hash",),
+    "diff": ("metrics", "failure_rate", "code"),
+}
+# Sections whose sub-tables are named by the user (remotes) or by plugins (observers); in
+# `[run]`, a table is an executor's own (`[run.myexec]`), any other key is checked.
+_OPEN_TABLES = ("remote", "observe")
+_EXECUTOR_TABLES = ("run",)
+
+
+def known_keys(section: str) -> list[str]:
+    """The keys `[section]` may hold, for did-you-mean and `repro config`."""
+    keys = [k for s, k in _KEY_TYPES if s == section]
+    return sorted({*keys, *_OTHER_KEYS.get(section, ())})
+
+
+def unknown_key_problem(config: dict[str, Any]) -> str | None:
+    """An unknown key in a known closed section (`[cache] links = ...`), with a did-you-mean."""
+    import difflib
+
+    for section in _TABLES:
+        table = config.get(section)
+        if section in _OPEN_TABLES or not isinstance(table, dict):
+            continue
+        known = known_keys(section)
+        for key, value in table.items():
+            if section in _EXECUTOR_TABLES and isinstance(value, dict):
+                continue
+            if key not in known:
+                near = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (known: {', '.join(known)})"
+                if near:
+                    hint = f" (did you mean '{section}.{near[0]}'?)"
+                return f"unknown key '{section}.{str(key)[:60]}'{hint}"
+    return None
 
 
 def _is_http_url(v: Any) -> bool:
@@ -132,6 +222,9 @@ def config_problem(config: dict[str, Any]) -> str | None:
     for section in _TABLES:
         if section in config and not isinstance(config[section], dict):
             return f"[{section}] must be a table"
+    problem = unknown_key_problem(config)
+    if problem:
+        return problem
     link = (config.get("cache") or {}).get("link")
     if isinstance(link, list) and "symlink" in link:
         # A symlinked output would let a stage or an editor write into the cache itself.
@@ -275,9 +368,35 @@ def diff_problem(diff: dict[str, Any]) -> str | None:
 
 
 def save_config(path: str, config: dict[str, Any]) -> None:
+    """Write the committed config. `config` may be the merged view (`Project.config`): what
+    only `config.local.toml` set is taken out again, so a per-machine secret never lands in
+    the file git commits."""
     import tomli_w
+
+    local = _read_config(local_path(path), f".repro/{LOCAL_NAME}")
+    if local:
+        config = _without_local(config, local, _read_config(path, ".repro/config.toml"))
 
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         tomli_w.dump(config, f)
     os.replace(tmp, path)
+
+
+def _without_local(config: dict[str, Any], local: dict[str, Any], base: dict[str, Any]) -> dict:
+    """`config` with each value that came from `local` put back to `base`'s (or dropped)."""
+    out = dict(config)
+    for k, v in local.items():
+        if k not in out:
+            continue
+        if isinstance(v, dict) and isinstance(out[k], dict):
+            sub = base.get(k) if isinstance(base.get(k), dict) else {}
+            out[k] = _without_local(out[k], v, sub)
+            if not out[k] and k not in base:
+                del out[k]
+        elif out[k] == v:
+            if k in base:
+                out[k] = base[k]
+            else:
+                del out[k]
+    return out

@@ -15,6 +15,7 @@ from repro.gitignore import ensure_ignored, git_tracked
 from repro.hashing.engine import Progress
 from repro.lockfile import Lock, load_lock, save_lock
 from repro.pipeline.specio import load_rt, save_rt
+from repro.progress import advance, start_phase  # re-exported: they lived here
 from repro.project import Project
 from repro.safety import output_problem
 from repro.workspace import (  # Absent, absent: lived here; the planner needs them
@@ -176,7 +177,7 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
                 f"{rel}: is an output of stage '{owner}' in repro.yaml; repro tracks it already."
             )
     if progress is not None:
-        start_phase(progress, "hash", *_totals(project, rels))
+        start_phase(progress, "hash", *path_totals(project, rels))
     results = [project.hasher.hash_path(project.abs(rel), progress, files=True) for rel in rels]
     if progress is not None:
         start_phase(progress, "store", sum(len(r.files) for r in results), _size(results))
@@ -206,28 +207,13 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
     return added
 
 
-def start_phase(progress: Any, name: str, files: int | None, nbytes: int | None) -> None:
-    """Tell a progress display that phase `name` (hash, store, upload...) starts, with its
-    totals. A plain callback (bytes only) has no phases: nothing is said."""
-    phase = getattr(progress, "phase", None)
-    if phase is not None:
-        phase(name, files, nbytes)
-
-
-def advance(progress: Any, files: int, nbytes: int) -> None:
-    """Files and bytes done, for a progress display that counts both (`advance`)."""
-    step = getattr(progress, "advance", None)
-    if step is not None:
-        step(files, nbytes)
-
-
 def _size(results: list[Any]) -> int:
     return sum(r.size for r in results)
 
 
-def _totals(project: Project, rels: list[str]) -> tuple[int, int]:
-    """Files and bytes `add` is about to hash (the walk the hasher does, asked only when a
-    progress display wants totals)."""
+def path_totals(project: Project, rels: list[str]) -> tuple[int, int]:
+    """Files and bytes hashing `rels` will read (the walk the hasher does), for `add` and for
+    caching a stage's outputs: asked only when a progress display wants totals."""
     import stat as statmod
 
     from repro.hashing.walk import walk_files

@@ -40,3 +40,4 @@ class ReasonKind(StrEnum):
     UPSTREAM = "upstream"
     NEW = "new"
     MISSING = "missing"  # content not in the local cache: pull
+    EXTERNAL = "external"  # an imported source changed since `repro import-url` (status --external)

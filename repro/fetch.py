@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from repro.errors import CorruptObjectError, ReproError
 from repro.hashing.filehash import hash_file
 from repro.hashing.state import StatKey, now_ns
+from repro.progress import start_phase
 from repro.project import Project
 from repro.remote import default_remote_name, open_remote, remote_errors, retry
 from repro.store.links import read_only_mode
@@ -141,26 +142,39 @@ def fetch_objects(
     jobs: int = 8,
     progress: Progress | None = None,
     report: TransferReport | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> set[str]:
     """Fetch `hashes` (and, for trees, their files) that the local cache lacks. Returns the
-    hashes now present locally."""
+    hashes now present locally.
+
+    `sizes` (the byte sizes of those of `hashes` that are files, from the lock) lets a progress
+    display know the download's totals before its first byte: trees (small, metadata) are
+    fetched first, unshown; then a "download" phase counts every file object, with the
+    sizes the lock and the trees give. Without it, each object is counted as it comes."""
     name, rstore = open_remote(project, remote)
     report = report or TransferReport(name)
     local = project.cache
     got: set[str] = local.verified_set(hashes)  # a corrupt local object is fetched over
+    known = dict(sizes or {}) if progress is not None and sizes is not None else None
     with remote_errors(name, rstore.backend.url):
         # No listing first: asking for each object and counting the misses costs one request
         # per object either way, and listing a large remote costs many more.
         first = sorted(hashes - got)
-
-        for batch in _batches(first):
-            _download(project, rstore, batch, name, jobs, report, got, progress)
+        shown = progress if known is None else None  # with totals: trees go unshown
+        later = {h for h in first if h in known} if known is not None else set()
+        for batch in _batches([h for h in first if h not in later]):
+            _download(project, rstore, batch, name, jobs, report, got, shown)
         # Trees fetched (or present) may name files we lack.
         inner: set[str] = set()
         for h in hashes & got:
             with contextlib.suppress(ReproError):
-                inner.update(e.hash for e in local.get_tree(h).entries)
-        second = sorted(inner - local.verified_set(inner))
+                entries = local.get_tree(h).entries
+                inner.update(e.hash for e in entries)
+                if known is not None:
+                    known.update((e.hash, e.size) for e in entries)
+        second = sorted((inner - local.verified_set(inner)) | later)
+        if known is not None:
+            start_phase(progress, "download", len(second), sum(known.get(h, 0) for h in second))
         for batch in _batches(second):
             _download(project, rstore, batch, name, jobs, report, got, progress)
         got |= local.verified_set(inner)

@@ -21,6 +21,7 @@ from repro.project import Project
 from repro.records import list_records
 from repro.saved import DEFAULT_KEEP_DAYS, kept_saved
 from repro.snapshots import Snapshot, list_snapshots, load_snapshot, resolve, snapshot_key
+from repro.store.backend import Backend
 from repro.store.layout import RUNS
 from repro.store.objects import ObjectStore, object_key
 
@@ -71,7 +72,30 @@ def kept_snapshots(store: ObjectStore, keep_last: int | None, keep: list[str]) -
     from repro.tags import tagged_sigs
 
     kept |= tagged_sigs(store.backend) & set(all_sigs)  # a tagged version is always kept
+    kept |= experiment_sigs(store.backend) & set(all_sigs)  # so is an experiment's result
     return sorted(kept)
+
+
+def experiment_sigs(backend: Backend) -> set[str]:
+    """The snapshots `repro exp` records name (`exps/<name>`): `exp apply` needs them later,
+    so `gc --keep-last` keeps them as it keeps tagged ones. Read as untrusted (a record from
+    a shared cache): anything but a well-formed sig is ignored, a bounded size first."""
+    from repro.canonical import unpackb
+    from repro.safety import is_hash
+    from repro.store.layout import EXPS
+
+    sigs: set[str] = set()
+    for key in backend.list(EXPS):
+        try:
+            if backend.size(key) > 1 << 20:
+                continue
+            doc = unpackb(backend.read_bytes(key))
+        except Exception:
+            continue
+        sig = doc.get("snapshot") if isinstance(doc, dict) else None
+        if isinstance(sig, str) and is_hash(sig):
+            sigs.add(sig)
+    return sigs
 
 
 def keep_saved_days(project: Project) -> float:

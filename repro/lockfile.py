@@ -17,6 +17,9 @@ from repro.readfile import MAX_BYTES, decode_text, read_bytes
 from repro.safety import safe_hash, safe_path_hash, safe_plain, safe_rel
 
 LOCK_SCHEMA = 1
+# Schemes an `external` source URL may use (repro.external refuses others where it fetches;
+# a `file://` URL only inside the project).
+EXTERNAL_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "abfs", "abfss")
 
 
 @dataclass
@@ -24,14 +27,19 @@ class Lock:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)  # image reference -> locked digest
+    # tracked data imported from a URL (`repro import-url`): path -> {url, etag, version_id,
+    # size, mtime, options}; written only when present, so older locks stay byte-identical
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        doc = {
+        doc: dict[str, Any] = {
             "schema": LOCK_SCHEMA,
             "stages": self.stages,
             "data": self.data,
             "images": self.images,
         }
+        if self.external:
+            doc["external"] = self.external
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
@@ -66,7 +74,23 @@ def parse_lock(text: str, name: str = "repro.lock") -> Lock:
         raise SpecError(f"{name}: unknown lock schema; is repro too old?")
     stages, data, images = (doc.get(k) or {} for k in ("stages", "data", "images"))
     validate_state(stages, data, name, images=images)
-    return Lock(dict(stages), dict(data), dict(images))
+    external = _external(doc.get("external") or {}, data, name)
+    return Lock(dict(stages), dict(data), dict(images), external)
+
+
+def _external(value: Any, data: dict, source: str) -> dict[str, dict[str, Any]]:
+    """The `external` section: each imported path is tracked data with a recorded source. The
+    URL is checked against the allowed schemes where it is used (repro.external), not here:
+    a lock with an odd URL still loads for everything that does not fetch it."""
+    safe_plain(value, source, "external")
+    for key, d in _mapping(value, source, "external").items():
+        safe_rel(key, source, "external path", output=True)
+        _mapping(d, source, f"external.{key}")
+        if not isinstance(d.get("url"), str):
+            raise UntrustedInputError(source, f"external.{key}.url", d.get("url"), "is not text")
+        _mapping(d.get("options") or {}, source, f"external.{key}.options")
+    # a source of a path no longer tracked (`repro remove`) is dropped, not an error
+    return {k: d for k, d in value.items() if k in data}
 
 
 def _mapping(value: Any, source: str, field: str) -> dict:

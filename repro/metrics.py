@@ -62,11 +62,12 @@ def snapshot_metrics(project: Project, snap: Snapshot, seen: dict | None = None)
 
 
 def metrics_files(project: Project) -> list[str]:
-    """The metrics files repro.yaml declares, in stage order."""
+    """The metrics files repro.yaml declares, in stage order, then its top-level `metrics:`."""
     from repro.pipeline.spec import load_spec
 
     spec = load_spec(project)
-    return [o.path for st in spec.stages.values() for o in st.outs if o.metric]
+    own = [o.path for st in spec.stages.values() for o in st.outs if o.metric]
+    return list(dict.fromkeys(own + list(getattr(spec, "metrics", []))))
 
 
 def workspace_metrics(project: Project) -> Metrics:

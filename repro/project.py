@@ -24,9 +24,14 @@ SPEC_FILE = "repro.yaml"
 LOCK_FILE = "repro.lock"
 DOT_GITIGNORE = (
     "/cache/\n/tmp/\n/state.db\n/state.db-*\n/state-*.db*\n/run.lock\n/saved.jsonl\n"
-    "/events.jsonl\n"
+    "/events.jsonl\n/config.local.toml\n"
 )
-EMPTY_SPEC = "# repro pipeline: see https://github.com/repro/repro#repro-yaml\nstages: {}\n"
+# The first line of a new repro.yaml: where its keys are documented (repro's own docs, no web
+# address the project does not own) and the command that writes a stage.
+EMPTY_SPEC = (
+    "# repro pipeline: every key is in repro's docs/repro-yaml.md;"
+    " 'repro stage add --help' writes a stage.\nstages: {}\n"
+)
 
 
 class Project:

@@ -16,6 +16,7 @@ from typing import Any
 from repro.canonical import hash_record, packb, unpackb
 from repro.errors import NotFoundError, PathError
 from repro.lockfile import Lock, load_lock, save_lock
+from repro.progress import advance, start_phase
 from repro.project import LOCK_FILE, SPEC_FILE, Project
 from repro.store.backend import Backend
 from repro.store.layout import RECORDS, SNAPSHOT_FORMAT, SNAPSHOTS, check_format, snapshot_key
@@ -208,17 +209,25 @@ def snapshot_ok(sig: str, data: bytes) -> bool:
 
 
 def checkout_snapshot(
-    project: Project, sig: str, force: bool = False, outs_only: bool = False, wait: float = 0.0
+    project: Project,
+    sig: str,
+    force: bool = False,
+    outs_only: bool = False,
+    wait: float = 0.0,
+    progress: Any = None,
 ) -> CheckoutReport:
     """Make the workspace match snapshot `sig` (a unique prefix of 7+ characters will do),
-    under the project lock (waiting up to `wait` seconds for it)."""
+    under the project lock (waiting up to `wait` seconds for it). `progress` (optional) is
+    told a "place" phase with the files and bytes of the snapshot's paths, then each path."""
     from repro.pipeline.runlock import run_lock
 
     with run_lock(project.dot, wait):
-        return _checkout_snapshot(project, sig, force, outs_only)
+        return _checkout_snapshot(project, sig, force, outs_only, progress)
 
 
-def _checkout_snapshot(project: Project, sig: str, force: bool, outs_only: bool) -> CheckoutReport:
+def _checkout_snapshot(
+    project: Project, sig: str, force: bool, outs_only: bool, progress: Any = None
+) -> CheckoutReport:
     backend = project.cache.backend
     full = resolve(backend, sig)
     snap = load_snapshot(backend, full)
@@ -251,12 +260,19 @@ def _checkout_snapshot(project: Project, sig: str, force: bool, outs_only: bool)
             remove_path(p)
             project.hasher.invalidate(p)
             report.removed += 1
+    if progress is not None:
+        start_phase(progress, "place", sum(map(_nfiles, targets.values())), _nbytes(targets))
     for path, d in sorted(targets.items()):
         try:
             check_out(project, path, PathHash.from_dict(d), force=force, report=report)
         except PathError:
             raise
-    lock = Lock(dict(snap.stages), dict(snap.data), dict(snap.images))
+        if progress is not None:
+            advance(progress, _nfiles(d), int(d.get("size") or 0))
+    # Where imported data came from (`repro import-url`) is not part of a snapshot: it stays
+    # recorded for the paths the snapshot still tracks, so `repro update` keeps working.
+    external = {p: e for p, e in current.external.items() if p in snap.data}
+    lock = Lock(dict(snap.stages), dict(snap.data), dict(snap.images), external)
     save_lock(os.path.join(project.root, LOCK_FILE), lock)
     from repro.gitignore import ensure_ignored
 
@@ -267,6 +283,14 @@ def _checkout_snapshot(project: Project, sig: str, force: bool, outs_only: bool)
     report.snapshot = full
     _note_git_commit(project, full, report)
     return report
+
+
+def _nfiles(d: dict[str, Any]) -> int:
+    return int(d.get("nfiles") or 0) if d.get("isdir") else 1
+
+
+def _nbytes(targets: dict[str, dict[str, Any]]) -> int:
+    return sum(int(d.get("size") or 0) for d in targets.values())
 
 
 def _note_git_commit(project: Project, sig: str, report: CheckoutReport) -> None:

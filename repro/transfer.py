@@ -116,7 +116,7 @@ def push(
         report.corrupt = [object_key(h) for h in todo if h not in good]
         todo = sorted(good)
         if progress is not None:
-            from repro.data import start_phase
+            from repro.progress import start_phase
 
             total = sum(os.path.getsize(lb.path(object_key(h))) for h in todo)
             start_phase(progress, "upload", len(todo), total)
@@ -252,7 +252,8 @@ def _pull(
         else:
             roots = lock_roots(project)
         # Trees first (they name the files), then everything they reach.
-        fetch_objects(project, name, {h for h, _ in roots}, jobs, progress, report)
+        sizes = _file_sizes(project, chosen) if progress is not None else None
+        fetch_objects(project, name, {h for h, _ in roots}, jobs, progress, report, sizes)
     if chosen is None:
         from repro.data import checkout_lock
 
@@ -260,6 +261,19 @@ def _pull(
         return report
     _checkout_paths(project, chosen, name)
     return report
+
+
+def _file_sizes(project: Project, chosen: dict[str, dict] | None) -> dict[str, int]:
+    """Hash -> size of the files (not folders) a pull wants, as the lock records them: with
+    the sizes the trees give, the download's totals are known before its first byte."""
+    if chosen is None:
+        lock = load_lock(project.lock_path)
+        entries = list(lock.data.values())
+        for entry in lock.stages.values():
+            entries += [d for d in (entry.get("outs") or {}).values() if d.get("cache", True)]
+    else:
+        entries = list(chosen.values())
+    return {d["hash"]: int(d.get("size") or 0) for d in entries if not d.get("isdir")}
 
 
 def _checkout_paths(project: Project, chosen: dict[str, dict], remote: str) -> None:

@@ -94,6 +94,8 @@ def build_graph(spec: Spec, root: str, check_missing: bool = True) -> Graph:
         for parent in _parents(path):
             if parent in outs:
                 st = spec.stages[outs[path]]
+                if outs[parent] == st.name and _report_file(st, path):
+                    continue  # dvclive's layout: `outs: [eval]`, `metrics: [eval/metrics.json]`
                 problems.append(
                     f"{where(st, 'outs')}: '{path}' lies inside '{parent}', an "
                     f"output of stage '{outs[parent]}'; outputs cannot nest."
@@ -196,3 +198,9 @@ def _stable_topo(
             if indeg[m] == 0:
                 heapq.heappush(heap, (rank[m], m))
     return out
+
+
+def _report_file(st: Stage, path: str) -> bool:
+    """Whether `path` is one of the stage's metrics or plots: the only outputs that may lie
+    inside another output of the same stage."""
+    return any(o.path == path and o.metric for o in st.outs) or any(p.id == path for p in st.plots)

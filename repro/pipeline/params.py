@@ -94,7 +94,8 @@ def stage_params(project: Project, stage: Stage) -> dict[str, Any]:
                     f"repro.yaml: stage '{stage.name}', key 'params': params file "
                     f"'{ref.file}' does not exist."
                 ) from None
-        value = lookup(docs[ref.file], ref.key)
+        # key "": a whole-file entry whose file did not exist when repro.yaml was parsed.
+        value = docs[ref.file] if ref.key == "" else lookup(docs[ref.file], ref.key)
         if value is _MISSING:
             raise SpecError(
                 f"repro.yaml: stage '{stage.name}', key 'params': '{ref.key}' is not in {ref.file}."

@@ -1,20 +1,38 @@
 """Remember parsed files by their stat, so a no-op `repro run` or `repro status` does not pay
 for YAML parsing (and ruamel's import) every time. Entries live in `.repro/tmp/parse/` and are
-keyed by the file's path, inode, size, mtime_ns and ctime_ns plus a version tag."""
+keyed by the file's path, inode, size, mtime_ns and ctime_ns plus a version tag, and by the same
+stamp of every file the parse read besides (`deps`: repro.yaml's `vars:` and params files)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import pickle
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-VERSION = "2"  # bumped whenever a parser's output changes (2: canonical param values)
+VERSION = "3"  # bumped whenever a parser's output changes (3: vars, whole-file params, deps)
 
 
-def cached_parse(tmp_dir: str, path: str, parse: Callable[[], T], tag: str = "") -> T:
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # absent: creating it later makes the entry stale
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def cached_parse(
+    tmp_dir: str,
+    path: str,
+    parse: Callable[[], T],
+    tag: str = "",
+    deps: Callable[[T], Iterable[str]] | None = None,
+) -> T:
+    """`parse()`'s value, reused while `path` (and every file `deps(value)` names) is as it was
+    when the value was made."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -26,17 +44,23 @@ def cached_parse(tmp_dir: str, path: str, parse: Callable[[], T], tag: str = "")
     cache = os.path.join(tmp_dir, "parse", name)
     try:
         with open(cache, "rb") as f:
-            saved_stamp, value = pickle.load(f)
-        if saved_stamp == stamp:
+            saved_stamp, saved_deps, value = pickle.load(f)
+        if saved_stamp == stamp and all(_stat(p) == s for p, s in saved_deps):
             return value
     except Exception:
         pass
+    started = time.time_ns()
     value = parse()
+    dep_stamps = [(p, _stat(p)) for p in (deps(value) if deps else ())]
+    # A file the parse read may have changed while it ran (its stat is taken only now): one
+    # changed within the last 2 s is not trusted to a cache entry; the next call parses again.
+    if any(s is not None and s[2] >= started - 2_000_000_000 for _, s in dep_stamps):
+        return value
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         tmp = cache + f".{os.getpid()}"
         with open(tmp, "wb") as f:
-            pickle.dump((stamp, value), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((stamp, dep_stamps, value), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, cache)
     return value
 

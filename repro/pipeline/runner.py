@@ -30,6 +30,7 @@ from repro.pipeline.outcome import RunResult, StageOutcome
 from repro.pipeline.scheduler import Scheduler
 from repro.pipeline.spec import Spec, load_spec
 from repro.pipeline.stageexec import StageExecution
+from repro.progress import ProgressFactory
 from repro.project import Project
 from repro.records import new_run_id  # lived here; `repro add` needs it too
 
@@ -93,10 +94,13 @@ def run(
     executor: Executor | str | None = None,
     use_remote: bool = True,
     reporter: Reporter | None = None,
+    progress: ProgressFactory | None = None,
 ) -> RunResult:
     """Run the pipeline (Python API of `repro run`). `executor`: an executor's name (as
     `--executor`) or an object to run every stage with. `reporter`: told about the run as it
-    happens (default: the observers `[observe] use` names; a dry run tells nobody)."""
+    happens (default: the observers `[observe] use` names; a dry run tells nobody).
+    `progress`: makes a display of caching each stage's outputs (hash, then store), used only
+    when one stage runs at a time (`jobs` 1), after the stage's own output."""
     from repro.pipeline.runlock import run_lock
 
     ctx = contextlib.nullcontext() if dry_run else run_lock(project.dot, wait_lock)
@@ -113,6 +117,7 @@ def run(
             use_remote=use_remote,
             reporter=reporter if reporter is not None or dry_run else _observers(project),
         )
+        runner.progress = progress if jobs == 1 else None
         from repro.records import GitStateLater
 
         git = None if dry_run else GitStateLater(project.root)

@@ -17,7 +17,14 @@ import posixpath
 from typing import TYPE_CHECKING
 
 from repro.errors import SpecError
-from repro.pipeline.spec_expand import _expand, _interpolate, _LinedDict, _too_many, _weight
+from repro.pipeline.spec_expand import (
+    _expand,
+    _interpolate,
+    _LinedDict,
+    _too_many,
+    _weight,
+    vars_context,
+)
 from repro.pipeline.spec_model import (
     _CONTROL_RE,
     _NAME_RE,
@@ -139,6 +146,14 @@ def parse_spec(text_path: str, root: str) -> Spec:
             problems.add(doc, err, key="data", line=_line(doc, "data"))
         elif rel:
             data.append(rel)
+    metrics: list[str] = []
+    for p in _str_list(doc.get("metrics"), problems, doc, "", "metrics"):
+        rel, err = _norm(root, ".", p)
+        if err:
+            problems.add(doc, err, key="metrics", line=_line(doc, "metrics"))
+        elif rel:
+            metrics.append(rel)
+    ctx, sources, source = vars_context(doc, root, default_params, problems)
     stages_doc = doc.get("stages") or {}
     if not isinstance(stages_doc, dict):
         problems.add(
@@ -159,7 +174,7 @@ def parse_spec(text_path: str, root: str) -> Spec:
                 line=_line(stages_doc, raw_name),
             )
             continue
-        stamped = _expand(name, raw_body, problems)
+        stamped = _expand(name, raw_body, problems, ctx, source)
         if len(stages) + len(stamped) > MAX_STAGES:
             raise SpecError(
                 f"{fname}: defines over {MAX_STAGES:,} stages (foreach and matrix included); "
@@ -183,7 +198,41 @@ def parse_spec(text_path: str, root: str) -> Spec:
     parse_plots_section(doc, root, problems)  # checked at load, like every other key
     if problems.items:
         raise SpecError("\n".join(problems.items))
-    return Spec(fname, stages, data, seed)
+    sources += _whole_file_params(stages, root)
+    return Spec(fname, stages, data, seed, metrics, tuple(dict.fromkeys(sources)))
+
+
+def _whole_file_params(stages: dict[str, Stage], root: str) -> list[str]:
+    """Replace each whole-file params entry (`- params.yaml:`) by one entry per top-level key
+    of the file as it is now, so that status names the key that changed. A file that does not
+    exist yet (a stage makes it) stays one entry for the whole file. Returns the files read:
+    the parse is redone when they change (a key added)."""
+    from repro.pipeline.parsecache import load_any
+
+    read: list[str] = []
+    docs: dict[str, object] = {}
+    for st in stages.values():
+        if not any(r.key == "" for r in st.params):
+            continue
+        refs: list[ParamRef] = []
+        for ref in st.params:
+            if ref.key != "":
+                refs.append(ref)
+                continue
+            path = os.path.join(root, ref.file)
+            read.append(path)
+            if ref.file not in docs:
+                try:
+                    docs[ref.file] = load_any(path, ref.file)
+                except FileNotFoundError:
+                    docs[ref.file] = None
+            doc = docs[ref.file]
+            if not isinstance(doc, dict) or not doc:
+                refs.append(ref)
+                continue
+            refs += [ParamRef(ref.file, str(k)) for k in doc if "." not in str(k)]
+        st.params = list(dict.fromkeys(refs))
+    return read
 
 
 def load_spec(project: Project) -> Spec:
@@ -191,7 +240,13 @@ def load_spec(project: Project) -> Spec:
     from repro.pipeline.parsecache import cached_parse
 
     path = project.spec_path
-    spec = cached_parse(project.tmp_dir, path, lambda: parse_spec(path, project.root), "spec")
+    spec = cached_parse(
+        project.tmp_dir,
+        path,
+        lambda: parse_spec(path, project.root),
+        "spec",
+        deps=lambda s: s.sources,
+    )
     check_workspace(spec, project.root)
     return spec
 

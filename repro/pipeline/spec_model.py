@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-TOP_KEYS = {"stages", "data", "seed", "image", "params", "plots"}
+TOP_KEYS = {"stages", "data", "seed", "image", "params", "plots", "vars", "metrics"}
 STAGE_KEYS = {
     "cmd",
     "deps",
@@ -28,6 +28,8 @@ STAGE_KEYS = {
     "environment",
     "network",
     "desc",
+    "meta",
+    "vars",
     "executor",
     "resources",
     "observe",
@@ -106,6 +108,8 @@ class Stage:
     # `resources: {GPU: 1, memory: 16e9}`: what a worker must offer (Dask worker resources);
     # sorted (name, amount) pairs, a tuple for the same reason as `observe`. Not signed.
     resources: tuple[tuple[str, float], ...] = ()
+    # `meta:` anything the user keeps beside the stage (DVC's); shown by `stage list`, not signed.
+    meta: Any = None
 
     @property
     def out_paths(self) -> list[str]:
@@ -118,6 +122,11 @@ class Spec:
     stages: dict[str, Stage]
     data: list[str]
     seed: int | None = None
+    # Top-level `metrics:`: metric files no stage declares (project-relative POSIX).
+    metrics: list[str] = field(default_factory=list)
+    # Files the parse read besides repro.yaml (the default params file, `vars:` files, whole-file
+    # params): absolute paths; the parse cache is stale when any of them changes.
+    sources: tuple[str, ...] = ()
 
     def output_owner(self, rel: str) -> str | None:
         """The stage whose output is `rel`, contains it, or lies inside it."""

@@ -215,9 +215,14 @@ def _parse_stage(
         if isinstance(item, str):
             file, _, key = item.rpartition(":") if ":" in item else (default_params, "", item)
             pairs = [(file or default_params, key)]
+            if not key and file:  # `params.yaml:`: every key of the file
+                pairs = [(file, WHOLE_FILE)]
         elif isinstance(item, dict):
             pairs = []
             for file, keys in item.items():
+                if keys is None or keys == []:  # `- params.yaml:`: every key of the file
+                    pairs.append((str(file), WHOLE_FILE))
+                    continue
                 ks = [keys] if isinstance(keys, str) else keys
                 if not isinstance(ks, list) or not all(isinstance(k, str) for k in ks):
                     problems.add(
@@ -240,6 +245,9 @@ def _parse_stage(
             continue
         for file, key in pairs:
             frel, err = _norm(root, wrel, file)
+            if key == WHOLE_FILE and not err:
+                params.append(ParamRef(frel, ""))  # type: ignore[arg-type]
+                continue
             if err or not key:
                 problems.add(body, err or "empty param key", name, "params", _line(body, "params"))
                 continue
@@ -273,6 +281,8 @@ def _parse_stage(
     if "environment" in body:
         environment = _parse_environment(body, name, root, wrel, problems)
     desc = body.get("desc")
+    if desc is not None and not isinstance(desc, str | int | float):
+        problems.add(body, "must be a line of text", name, "desc", _line(body, "desc"))
     executor = body.get("executor")
     if executor is not None and (
         not isinstance(executor, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", executor)
@@ -309,6 +319,7 @@ def _parse_stage(
         seed=int(seed),
         environment=environment,
         desc=str(desc) if desc else None,
+        meta=_plain_meta(body.get("meta")),
         line=line,
         executor=executor,
         observe=observe,
@@ -316,6 +327,25 @@ def _parse_stage(
         resources=resources,
         **flags,
     )
+
+
+WHOLE_FILE = object()  # a params entry naming a file and no key: every key of it
+
+
+def _plain_meta(v: Any) -> Any:
+    """`meta:` as plain dicts, lists and scalars (ruamel's round-trip types do not pickle
+    small, and JSON output wants plain values)."""
+    if isinstance(v, dict):
+        return {str(k): _plain_meta(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain_meta(x) for x in v]
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    return str(v)
 
 
 def _parse_resources(body: Any, name: str, problems: _Problems) -> tuple[tuple[str, float], ...]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from repro.errors import SpecError
 from repro.pipeline.specio import load_rt, save_rt
@@ -31,6 +32,7 @@ def stage_add(
     wdir: str | None = None,
     env: list[str] | None = None,
     force: bool = False,
+    more: StageFlags | None = None,
 ) -> None:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -50,7 +52,10 @@ def stage_add(
         doc["stages"] = stages
     if name in stages and not force:
         raise SpecError(f"repro.yaml: stage '{name}' exists already (use --force to replace it).")
+    more = more or StageFlags()
     body = CommentedMap()
+    if more.desc:
+        body["desc"] = more.desc
     body["cmd"] = cmd
     if wdir:
         body["wdir"] = wdir
@@ -68,6 +73,9 @@ def stage_add(
     ):
         if items:
             body[key] = seq(list(items))
+    _add_flagged_outs(body, more)
+    if more.always_changed:
+        body["always_changed"] = True
     if image:
         body["image"] = image
     if seed is not None:
@@ -96,6 +104,36 @@ def stage_add(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@dataclass
+class StageFlags:
+    """The `stage add` flags DVC users reach for: a description, `always_changed`, outputs
+    kept out of the cache (`-O`), outputs kept across runs (`--outs-persist`), plots."""
+
+    desc: str | None = None
+    always_changed: bool = False
+    outs_no_cache: list[str] = field(default_factory=list)
+    outs_persist: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+
+
+def _add_flagged_outs(body: Any, more: StageFlags) -> None:
+    """`-O p` -> `outs: [{p: {cache: false}}]`, `--outs-persist p` -> `{p: {persist: true}}`,
+    `--plots p` -> `plots: [p]`, in repro.yaml's own (DVC's) forms."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    flagged = [(p, {"cache": False}) for p in more.outs_no_cache]
+    flagged += [(p, {"persist": True}) for p in more.outs_persist]
+    if flagged:
+        outs = body.get("outs") or CommentedSeq()
+        for p, flags in flagged:
+            entry = CommentedMap()
+            entry[p] = CommentedMap(flags)
+            outs.append(entry)
+        body["outs"] = outs
+    if more.plots:
+        body["plots"] = CommentedSeq(list(more.plots))
 
 
 def split_params(items: list[str]) -> list[str]:

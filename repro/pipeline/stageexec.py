@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from repro.enums import Outcome
 from repro.errors import PathError, ReproError
@@ -19,6 +20,7 @@ from repro.pipeline.spec import Stage
 from repro.pipeline.status import (
     image_digest,
 )
+from repro.progress import ProgressFactory
 from repro.safety import is_hash
 from repro.seeds import stage_env
 from repro.workspace import (
@@ -44,6 +46,10 @@ def needs_remote_error(source: str) -> ReproError:
 
 class StageExecution:
     """Executing one stage and taking its outputs."""
+
+    # Makes the display of caching a stage's outputs (hash, then store), set by the run when a
+    # person watches and one stage runs at a time; None: nothing shown.
+    progress: ProgressFactory | None = None
 
     # -- executors --------------------------------------------------------------------------
     def executor_choice(self, stage: Stage) -> tuple[str, str]:
@@ -279,13 +285,44 @@ class StageExecution:
         return h
 
     def _hash_outputs(self, stage: Stage, link: bool) -> dict[str, PathHash]:
-        outs = {}
-        for o in stage.outs:
-            r = self.project.hasher.hash_path(self.project.abs(o.path), files=True)
+        factory = self.progress if self.jobs == 1 else None
+        if factory is None:  # no display, or stages at once: their bars would interleave
+            outs = {}
+            for o in stage.outs:
+                r = self.project.hasher.hash_path(self.project.abs(o.path), files=True)
+                if o.cache:
+                    check_in(self.project, r, link=link)
+                outs[o.path] = PathHash.of(r)
+            return outs
+        if self.echo is not None:  # the stage's own output first, whole, then the display
+            self.echo.flush()
+        with factory(f"caching {stage.name}") as shown:
+            return self._hash_outputs_shown(stage, link, shown.callback)
+
+    def _hash_outputs_shown(self, stage: Stage, link: bool, progress: Any) -> dict[str, PathHash]:
+        """Take the outputs in two phases a person can follow: "hash" (files and bytes of all
+        outputs), then "store" (those kept in the cache)."""
+        from repro.data import path_totals
+        from repro.progress import advance, start_phase
+
+        if progress is not None:
+            start_phase(progress, "hash", *path_totals(self.project, [o.path for o in stage.outs]))
+        hasher = self.project.hasher
+        results = [
+            (o, hasher.hash_path(self.project.abs(o.path), progress, files=True))
+            for o in stage.outs
+        ]
+        cached = [r for o, r in results if o.cache]
+        if progress is not None:
+            start_phase(
+                progress, "store", sum(len(r.files) for r in cached), sum(r.size for r in cached)
+            )
+        for o, r in results:
             if o.cache:
                 check_in(self.project, r, link=link)
-            outs[o.path] = PathHash.of(r)
-        return outs
+                if progress is not None:
+                    advance(progress, len(r.files), r.size)
+        return {o.path: PathHash.of(r) for o, r in results}
 
     def _execute(self, stage: Stage, inputs: StageInputs, out: StageOutcome) -> None:
         try:

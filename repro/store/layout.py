@@ -7,6 +7,7 @@ One owner, so no module spells `runs/` or `records/` itself (DESIGN.md, storage 
     snapshots/<snapshot id>       snapshot (msgpack)
     records/<run id>              run record (msgpack)
     tags/<name>                   tag: a name for a snapshot (msgpack)
+    exps/<name>                   experiment record (msgpack; carried by `exp push/pull`)
 
 Records carry a `"format"` number. Decoding is forward-compatible: fields this repro does not
 know are ignored (an older repro keeps reading what a newer one wrote beside them), while a
@@ -24,6 +25,7 @@ OBJECTS = "objects"
 RUNS = "runs"
 SNAPSHOTS = "snapshots"
 RECORDS = "records"
+EXPS = "exps"  # not in META either: `repro exp push/pull` carry experiment records
 TAGS = "tags"  # not in META: push and pull carry tags themselves (never clobbering one)
 META = (RUNS, SNAPSHOTS, RECORDS)  # the metadata folders, in the order a push sends them
 
@@ -31,6 +33,7 @@ RUNCACHE_FORMAT = 1
 SNAPSHOT_FORMAT = 1
 RECORD_FORMAT = 1
 TAG_FORMAT = 1
+EXP_FORMAT = 1
 
 
 def object_key(h: str) -> str:
@@ -51,6 +54,10 @@ def record_key(run_id: str) -> str:
 
 def tag_key(name: str) -> str:
     return f"{TAGS}/{name}"
+
+
+def exp_key(name: str) -> str:
+    return f"{EXPS}/{name}"
 
 
 def folder_of(key: str) -> str:
