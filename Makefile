@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-dev
 
 DVC_VENV := .venv-dvc
 
-.PHONY: demo test docs bench bench-dvc lint venv clean
+.PHONY: demo test docs bench bench-dvc lint venv clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,17 @@ $(BIN)/python:
 # The distribution was called `repro` before it became `repro-engine`: an old venv drops that one.
 # setuptools' "Editable installation" notice (folders named like the package could shadow it; ours
 # maps only `repro*`) is information, not a problem: silenced for this one command.
-$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+# Installs are pinned by constraints.txt (pip's resolver otherwise backtracks for many minutes).
+$(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip uninstall -q -y repro 2>/dev/null || true
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[$*]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -c constraints.txt -e '.[$*]'
 	touch $@
+
+## Re-pin constraints.txt to what the dev venv holds now (after changing dependencies).
+constraints: $(STAMP)
+	{ sed -n '1,/^# Regenerate/p' constraints.txt; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v -e '^-e' -e '@ file' -e '^repro'; } > constraints.tmp
+	mv constraints.tmp constraints.txt
 
 venv: $(STAMP)
 

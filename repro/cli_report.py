@@ -29,7 +29,7 @@ def report(
 ) -> None:
     """Write one HTML file (no server, no network) with a timeline of the pipeline's versions
     (click a dot for its details), metric trends, the DAG, runs per day and stage durations.
-    Needs the 'report' extra: pip install 'repro[report]'.
+    Needs the 'report' extra: pip install 'repro-engine[report]'.
 
     \b
     Example:

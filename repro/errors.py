@@ -107,7 +107,9 @@ class MissingExtraError(ReproError):
     """A feature needs an optional dependency that is not installed."""
 
     def __init__(self, feature: str, extra: str) -> None:
-        super().__init__(f"{feature} needs the '{extra}' extra: pip install 'repro[{extra}]'.")
+        super().__init__(
+            f"{feature} needs the '{extra}' extra: pip install 'repro-engine[{extra}]'."
+        )
 
 
 class NotFoundError(ReproError):

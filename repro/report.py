@@ -56,7 +56,7 @@ class ReportResult:
 def vega_bundle() -> str:
     """The Vega JavaScript to inline: the one `repro plots` uses, from the same cache (the
     user's cache folder, keyed by vl-convert's version); without the extra, one sentence
-    naming `repro[report]`."""
+    naming `repro-engine[report]`."""
     from repro.plots import vega_bundle as shared
 
     return shared()

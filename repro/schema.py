@@ -104,7 +104,7 @@ def _warn_no_pyarrow(path: str) -> None:
 
     sys.stderr.write(
         f"warning: {os.path.basename(path)}: Parquet schemas are not recorded without pyarrow; "
-        "install the parquet extra (pip install 'repro[parquet]').\n"
+        "install the parquet extra (pip install 'repro-engine[parquet]').\n"
     )
 
 

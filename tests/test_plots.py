@@ -211,7 +211,7 @@ def test_missing_extra_is_named(trained, env, tmp_path):
     (shadow / "vl_convert.py").write_text("raise ImportError('not installed')\n")
     env2 = {**env, "PYTHONPATH": str(shadow)}
     r = run_cli(["plots", "show", "-o", "x.html"], trained, env=env2)
-    assert r.code == 1 and "pip install 'repro[report]'" in r.err, r.err
+    assert r.code == 1 and "pip install 'repro-engine[report]'" in r.err, r.err
     assert not (trained / "x.html").exists()
     assert run_cli(["plots", "show", "--json"], trained, env=env2).code == 0
 

@@ -203,7 +203,7 @@ def test_without_the_extra_one_sentence(built, tmp_path):
     out = tmp_path / "r.html"
     pythonpath = os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])
     r = run_cli(["report", "-o", str(out)], root, env={**env, "PYTHONPATH": pythonpath})
-    assert "repro[report]" in one_error(r)
+    assert "repro-engine[report]" in one_error(r)
     assert not out.exists()
 
 

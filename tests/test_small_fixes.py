@@ -148,7 +148,7 @@ def test_parquet_output_without_pyarrow_warns_which_extra(project, cli, tmp_path
     )
     r = cli("run", env={"PYTHONPATH": str(tmp_path / "nopyarrow")})
     assert r.code == 0, r.err
-    warnings = [line for line in r.err.splitlines() if "repro[parquet]" in line]
+    warnings = [line for line in r.err.splitlines() if "repro-engine[parquet]" in line]
     assert len(warnings) == 1 and "schema" in warnings[0].lower()
     lock = json.loads(Path(project.root, "repro.lock").read_text())
     assert set(lock["stages"]["s"]["outs"]) == {"t.parquet", "u.parquet"}

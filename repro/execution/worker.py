@@ -145,7 +145,7 @@ def open_store(req: ExecRequest) -> ObjectStore:
     except ImportError as exc:
         raise WorkerError(
             f"the worker cannot open the remote {req.store_url} ({exc}); install the extra "
-            "its scheme needs (repro[s3], repro[gcs], repro[azure]) on the workers."
+            "its scheme needs (repro-engine[s3], [gcs] or [azure]) on the workers."
         ) from None
     return ObjectStore(backend, name=f"remote {req.store_url}")
 

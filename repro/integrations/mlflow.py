@@ -1,5 +1,5 @@
 """MLflow: mirror each repro run into an MLflow run, and stamp registered models with the state
-that made them (`pip install 'repro[mlflow]'`, `[observe] use = ["mlflow"]`).
+that made them (`pip install 'repro-engine[mlflow]'`, `[observe] use = ["mlflow"]`).
 
 The observer collects what the events say while the run goes on and talks to MLflow once, at
 `run_finished`, after repro has written its own run record and snapshot: the MLflow run then

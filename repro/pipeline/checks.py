@@ -199,7 +199,7 @@ def table_columns(path: str, rel: str) -> list[tuple[str, str]] | str:
     schema = schema_of(path)
     if schema is None:
         if path.lower().endswith(".parquet"):
-            return f"cannot read the schema of {rel} (Parquet needs pyarrow: repro[parquet])"
+            return f"cannot read the schema of {rel} (Parquet needs pyarrow: repro-engine[parquet])"
         return f"{rel} is not a table repro can read (no header row)"
     return [(str(c), str(t)) for c, t in schema]
 
