@@ -536,21 +536,11 @@ def _new_id() -> str:
 
 def _write_pending(root: str, p: Pending) -> None:
     """Atomically: a temporary file in the same folder, then a rename."""
-    import tempfile
+    from repro.atomicfile import write_atomic
 
     folder = pending_dir(root, create=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(p.to_dict(), f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-        os.replace(tmp, os.path.join(folder, p.id + ".json"))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    text = json.dumps(p.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+    write_atomic(os.path.join(folder, p.id + ".json"), text.encode())
 
 
 def queue_pending(

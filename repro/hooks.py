@@ -148,20 +148,9 @@ def _is_ours(path: str) -> bool:
 def _write(path: str, text: str) -> None:
     """A new file created exclusively beside `path` (never through a symlink planted in a
     committed hooks folder), then renamed over it."""
-    import tempfile
+    from repro.atomicfile import write_atomic
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, text.encode("utf-8"), 0o755, prefix=f".{os.path.basename(path)}.")
 
 
 def install_hook(folder: str, hook: str, text: str, force: bool) -> HookAction:

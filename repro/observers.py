@@ -61,7 +61,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _warn(text: str) -> None:
+def warn(text: str) -> None:
+    """One `warning:` line on stderr; a closed stderr is no reason to fail a run."""
     import sys
 
     try:
@@ -101,7 +102,7 @@ class Observers(Reporter):
                 except Exception as exc:
                     if name not in self._failed:
                         self._failed.add(name)
-                        _warn(f"observer '{name}' failed: {_clause(exc)}")
+                        warn(f"observer '{name}' failed: {_clause(exc)}")
 
     def run_started(
         self, run_id: str, root: str, targets: list[str], git_commit: Callable[[], str | None]
@@ -172,14 +173,14 @@ def from_config(config: dict[str, Any], root: str) -> Reporter:
         try:
             factory = _factory(name, root)
             if factory is None:
-                _warn(
+                warn(
                     f"{_CONFIG}: [observe] use names observer '{name}', which is not installed "
                     f"(no entry point '{name}' in the group '{GROUP}'); ignoring it"
                 )
                 continue
             active.append((name, factory(table)))
         except Exception as exc:
-            _warn(f"observer '{name}' failed: {_clause(exc)}")
+            warn(f"observer '{name}' failed: {_clause(exc)}")
     return Observers(active) if active else Reporter()
 
 

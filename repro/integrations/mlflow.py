@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -458,8 +457,6 @@ def _short(exc: BaseException) -> str:
 
 
 def _warn(text: str) -> None:
-    try:
-        sys.stderr.write(f"warning: {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    from repro.observers import warn
+
+    warn(text)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -326,21 +325,9 @@ _OURS = b"# HELP repro_"
 def _write_atomic(path: str, data: bytes) -> None:
     """A new file beside `path` (created exclusively: never through a planted symlink), then
     renamed over it, so a collector reads the old file or the new one, never half of one."""
-    import tempfile
+    from repro.atomicfile import write_atomic
 
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".repro-", suffix=".prom.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # node_exporter often runs as another user
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, data, 0o644, prefix=".repro-")  # node_exporter often runs as another user
 
 
 def _slug(name: str) -> str:
@@ -348,8 +335,6 @@ def _slug(name: str) -> str:
 
 
 def _warn(text: str) -> None:
-    try:
-        sys.stderr.write(f"warning: {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    from repro.observers import warn
+
+    warn(text)

@@ -343,14 +343,12 @@ def valid_env(env: Any, paths: bool = False) -> bool:
 def _write_json(path: str, doc: Any) -> None:
     """Best effort and atomic: a cache that cannot be written costs a probe next time."""
     import json
-    import tempfile
+
+    from repro.atomicfile import write_atomic
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, sort_keys=True)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(doc, sort_keys=True).encode("utf-8"))
     except OSError:
         pass
 
