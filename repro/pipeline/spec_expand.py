@@ -108,7 +108,7 @@ def _interpolate(value: Any, ctx: dict[str, Any]) -> Any:
             {k: _interpolate(v, ctx) for k, v in value.items()}, getattr(value, "lc", None)
         )
     if isinstance(value, list):
-        return [_interpolate(v, ctx) for v in value]
+        return _LinedList([_interpolate(v, ctx) for v in value], getattr(value, "lc", None))
     return value
 
 
@@ -320,6 +320,14 @@ class _LinedDict(dict):
     """A plain dict that remembers the ruamel line info of the map it was stamped from."""
 
     def __init__(self, data: dict, lc: Any) -> None:
+        super().__init__(data)
+        self.lc = lc
+
+
+class _LinedList(list):
+    """A plain list that remembers the ruamel line info of its sequence (errors name lines)."""
+
+    def __init__(self, data: list, lc: Any) -> None:
         super().__init__(data)
         self.lc = lc
 
