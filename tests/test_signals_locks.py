@@ -262,7 +262,13 @@ def test_sigkill_of_repro_removes_a_running_stage_container(project, cli) -> Non
             stderr=subprocess.DEVNULL,
         )
         wait_for(Path(project.root, "started"), timeout=30)
-        assert client.containers.list(filters={"label": "repro.stage=box"})
+        # dockerd's listing view can lag a just-started container by a moment under load.
+        deadline = time.time() + 10
+        while time.time() < deadline and not client.containers.list(
+            all=True, filters={"label": "repro.stage=box"}
+        ):
+            time.sleep(0.1)
+        assert client.containers.list(all=True, filters={"label": "repro.stage=box"})
         p.kill()
         p.wait(timeout=10)
         deadline = time.time() + 20
