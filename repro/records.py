@@ -178,6 +178,11 @@ def flat_metrics(path: str) -> dict[str, Any]:
         doc = load_any(path)
     except Exception:
         return {}
+    return flat_numbers(doc)
+
+
+def flat_numbers(doc: Any) -> dict[str, Any]:
+    """Numeric values of a metrics document under dotted keys (`eval.accuracy`)."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, v: Any) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from repro.model import tidy
 from repro.pipeline.spec_model import Check, Stage
 from repro.project import Project
+from repro.records import flat_numbers
 
 TAIL_LINES = 20
 TAIL_CHARS = 2000
@@ -145,21 +146,6 @@ def metric_check(project: Project, check: Check) -> tuple[bool, str]:
     bounds = [f">= min {check.min}"] if check.min is not None else []
     bounds += [f"<= max {check.max}"] if check.max is not None else []
     return True, f"{key} {shown} {' and '.join(bounds)}"
-
-
-def flat_numbers(doc: Any) -> dict[str, float]:
-    """Numeric values of a metrics document under dotted keys (`eval.accuracy`)."""
-    flat: dict[str, float] = {}
-
-    def walk(prefix: str, v: Any) -> None:
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), x)
-        elif isinstance(v, int | float) and not isinstance(v, bool):
-            flat[prefix] = v
-
-    walk("", doc)
-    return flat
 
 
 # -- schema -------------------------------------------------------------------------------------
