@@ -48,6 +48,12 @@ class Backend(ABC):
     @abstractmethod
     def size(self, key: str) -> int: ...
 
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes `start` to `end` (exclusive) of `key`: one ranged request on object stores, a
+        seek and a read locally (packs are read this way, an object at a time or a run of
+        neighbours at once). Short when the key is shorter; FileNotFoundError when absent."""
+        return self.read_bytes(key)[start:end]
+
     def put_files(self, pairs: list[tuple[str, str]], jobs: int = 8) -> None:
         """Upload many (local path, key) pairs; backends that can overlap requests do."""
         _run_parallel([lambda lp=lp, k=k: self.put_file(lp, k) for lp, k in pairs], jobs)
@@ -123,6 +129,10 @@ class LocalBackend(Backend):
     def read_bytes(self, key: str) -> bytes:
         with open(self._read_path(key), "rb") as f:
             return f.read()
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        with open(self._read_path(key), "rb") as f:
+            return os.pread(f.fileno(), max(0, end - start), start)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         dst = self.ensure_parent(key)
@@ -211,6 +221,11 @@ class FsspecBackend(Backend):
 
     def read_bytes(self, key: str) -> bytes:
         return bytes(self.fs.cat_file(self._rp(key)))
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        return bytes(self.fs.cat_file(self._rp(key), start=start, end=end))
 
     def _put(self, key: str, write: Callable[[str], None]) -> None:
         """Object stores put a whole object in one request (atomic already); file-like stores
