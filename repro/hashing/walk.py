@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat as statmod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from repro.errors import PathError
@@ -64,57 +65,88 @@ def walk_files(
     inside: str | None = None,
     rules: tuple[Matcher, str] | None = None,
 ) -> list[WalkEntry]:
-    """Every regular file below `root`, sorted by relative path. With `inside` (a
-    real path), a symlink leading out of that folder is an error instead of being followed.
-    With `rules` (the matcher in force above `root` and `root`'s path relative to the rules'
-    base), ignored files and folders are left out, and `.reproignore` files met on the way
-    are read (see `ignore.py`)."""
-    out: list[WalkEntry] = []
+    """Every regular file below `root`, sorted by relative path (see `iter_walk`)."""
+    return list(iter_walk(root, inside, rules))
+
+
+def iter_walk(
+    root: str,
+    inside: str | None = None,
+    rules: tuple[Matcher, str] | None = None,
+) -> Iterator[WalkEntry]:
+    """Every regular file below `root`, in order of relative path, one folder's listing held
+    at a time (a million files stream through with flat memory). With `inside` (a real path),
+    a symlink leading out of that folder is an error instead of being followed. With `rules`
+    (the matcher in force above `root` and `root`'s path relative to the rules' base), ignored
+    files and folders are left out, and `.reproignore` files met on the way are read (see
+    `ignore.py`).
+
+    The order is the sort of the relative paths as strings: each folder's entries are visited
+    sorted by name, a folder's name taken with its trailing "/" (so `a-b` comes before `a/x`,
+    as in the sorted list of paths)."""
     seen: set[tuple[int, int]] = set()
     st_root = os.stat(root)
     seen.add((st_root.st_dev, st_root.st_ino))
     base = rules[1] if rules is not None else ""
-    stack: list[tuple[str, str, Matcher | None]] = [
-        (root, "", rules[0] if rules is not None else None)
-    ]
+    first = _listing(root, "", rules[0] if rules is not None else None, base, inside)
+    stack: list[Iterator[tuple[str, str, str, os.stat_result, Matcher | None]]] = [first]
     while stack:
-        folder, prefix, matcher = stack.pop()
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        _key, rel, path, st, matcher = item
+        if statmod.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                raise PathError(path, "symlink cycle")
+            seen.add(key)
+            stack.append(_listing(path, rel + "/", matcher, base, inside))
+        else:
+            yield WalkEntry(rel, path, st)
+
+
+def _listing(
+    folder: str, prefix: str, matcher: Matcher | None, base: str, inside: str | None
+) -> Iterator[tuple[str, str, str, os.stat_result, Matcher | None]]:
+    """One folder's kept entries (files and folders), stat'ed, sorted by walk order."""
+    try:
+        with os.scandir(folder) as it:
+            listed = list(it)
+    except OSError as exc:
+        raise PathError(folder, f"cannot list folder ({exc.strerror})") from None
+    if matcher is not None and any(e.name == IGNORE_FILE for e in listed):
+        matcher = matcher.enter(folder, base + prefix)
+    kept = []
+    for entry in listed:
+        rel = prefix + entry.name
+        # Before the stat: an ignored dangling link (an editor's `.#name` lock) is no error.
+        if matcher is not None and matcher.ignored(base + rel, entry.name, _is_dir(entry)):
+            continue
         try:
-            with os.scandir(folder) as it:
-                listed = list(it)
-        except OSError as exc:
-            raise PathError(folder, f"cannot list folder ({exc.strerror})") from None
-        if matcher is not None and any(e.name == IGNORE_FILE for e in listed):
-            matcher = matcher.enter(folder, base + prefix)
-        for entry in listed:
-            rel = prefix + entry.name
-            # Before the stat: an ignored dangling link (an editor's `.#name` lock) is no error.
-            if matcher is not None and matcher.ignored(base + rel, entry.name, _is_dir(entry)):
-                continue
-            try:
-                if entry.is_symlink():
-                    try:
-                        st = os.stat(entry.path)
-                    except FileNotFoundError:
-                        raise PathError(entry.path, "dangling symlink") from None
-                    real = link_leaves(entry.path, inside)
-                    if real is not None:
-                        raise outside_link_error(entry.path, real, inside or "")
-                else:
-                    st = entry.stat()
-            except OSError as exc:
-                if isinstance(exc, PathError):
-                    raise
-                raise PathError(entry.path, f"cannot stat ({exc.strerror})") from None
-            if statmod.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    raise PathError(entry.path, "symlink cycle")
-                seen.add(key)
-                stack.append((entry.path, rel + "/", matcher))
-            elif statmod.S_ISREG(st.st_mode):
-                out.append(WalkEntry(rel, entry.path, st))
+            if entry.is_symlink():
+                try:
+                    st = os.stat(entry.path)
+                except FileNotFoundError:
+                    raise PathError(entry.path, "dangling symlink") from None
+                real = link_leaves(entry.path, inside)
+                if real is not None:
+                    raise outside_link_error(entry.path, real, inside or "")
             else:
-                raise PathError(entry.path, "not a regular file or folder")
-    out.sort(key=lambda e: e.rel)
-    return out
+                st = entry.stat()
+        except OSError as exc:
+            if isinstance(exc, PathError):
+                raise
+            raise PathError(entry.path, f"cannot stat ({exc.strerror})") from None
+        if statmod.S_ISDIR(st.st_mode):
+            kept.append((entry.name + "/", rel, entry.path, st, matcher))
+        elif statmod.S_ISREG(st.st_mode):
+            kept.append((entry.name, rel, entry.path, st, matcher))
+        else:
+            raise PathError(entry.path, "not a regular file or folder")
+    kept.sort(key=_first)
+    return iter(kept)
+
+
+def _first(item: tuple) -> str:
+    return item[0]
