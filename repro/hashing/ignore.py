@@ -53,6 +53,11 @@ _DEFAULT_RE = re.compile("|".join(fnmatch.translate(p) for p in DEFAULT_FILES))
 RULES_VERSION = "1:" + ",".join(DEFAULT_RULES)
 
 
+def default_files_re() -> re.Pattern[str]:
+    """The built-in file rules as one regex (the walk tests names against it inline)."""
+    return _DEFAULT_RE
+
+
 def default_ignored(name: str, is_dir: bool) -> bool:
     """Whether the built-in rules ignore an entry called `name` (at any depth)."""
     if is_dir and name in DEFAULT_DIRS:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from repro.errors import PathError
-from repro.hashing.ignore import IGNORE_FILE, Matcher
+from repro.hashing.ignore import DEFAULT_DIRS, IGNORE_FILE, Matcher, default_files_re
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +118,18 @@ def _listing(
     if matcher is not None and any(e.name == IGNORE_FILE for e in listed):
         matcher = matcher.enter(folder, base + prefix)
     kept = []
+    # With no `.reproignore` in force (the usual case), the rules are the built-in ones, which
+    # look at the name only: tested inline, without a call per entry into the matcher.
+    by_name = matcher is not None and not matcher.layers
+    dirs, name_re = DEFAULT_DIRS, default_files_re()
     for entry in listed:
-        rel = prefix + entry.name
+        name = entry.name
+        rel = prefix + name
         # Before the stat: an ignored dangling link (an editor's `.#name` lock) is no error.
-        if matcher is not None and matcher.ignored(base + rel, entry.name, _is_dir(entry)):
+        if by_name:
+            if name_re.match(name) is not None or (name in dirs and _is_dir(entry)):
+                continue
+        elif matcher is not None and matcher.ignored(base + rel, name, _is_dir(entry)):
             continue
         try:
             if entry.is_symlink():
