@@ -15,7 +15,6 @@ function that needs it.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -419,6 +418,8 @@ def _put(into: dict[str, Any], parts: list[str], value: Any) -> None:
         for k, v in value.items():
             _put(old, [k], v)
     else:
+        import copy
+
         into[last] = copy.deepcopy(value)
 
 

@@ -7,7 +7,9 @@ inside the commands that use them, so `repro --help` stays fast.
 The app and shared helpers live in repro/cli_app.py; the commands in repro/cli_data.py,
 cli_run.py, cli_history.py, cli_share.py, cli_env.py, cli_gate.py, cli_tags.py,
 cli_alerts.py, cli_report.py, cli_metrics.py, cli_plots.py, cli_exp.py, cli_external.py and
-cli_manage.py, imported here so they register.
+cli_manage.py, imported here (when `app` is first used) so they register. `repro status`,
+`repro run` with no option but `--json`, and `repro --version` take a fast path first
+(repro/cli_fast.py: same output, no typer); `REPRO_NO_FAST=1` turns it off.
 """
 
 from __future__ import annotations
@@ -15,52 +17,73 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from repro.cli_app import _err, app
+from repro.cli_fast import err as _err
+from repro.cli_fast import fast_command
 from repro.errors import ReproError
 
-# Importing a command module registers its commands on `app`; `repro --help` lists them in this
-# order, so keep it (the groups `stage` and `remote` come last whatever the order).
-# isort: off
-from repro import cli_data, cli_run, cli_history, cli_share, cli_env  # noqa: F401
-from repro import cli_gate, cli_tags, cli_alerts  # noqa: F401
-from repro import cli_report, cli_metrics, cli_plots  # noqa: F401
-from repro import cli_exp, cli_external, cli_manage  # noqa: F401
-# isort: on
+if TYPE_CHECKING:
+    from repro.cli_app import app
 
 __all__ = ["Signalled", "app", "main"]
 
-# `-h` as well as `--help`, on every command (click passes it down to subcommands).
-app.info.context_settings = {
-    **(app.info.context_settings or {}),
-    "help_option_names": ["-h", "--help"],
-}
+
+def __getattr__(name: str) -> Any:
+    """`app`, the Typer app with every command registered, built on first use: `repro status`
+    and a no-op `repro run` take the fast path (repro/cli_fast.py) and never import typer."""
+    if name == "app":
+        return _load_app()
+    raise AttributeError(f"module 'repro.cli' has no attribute {name!r}")
 
 
-def _show_version(value: bool) -> None:
-    if value:
-        from repro import __version__
+def _load_app() -> Any:
+    import typer
 
-        print(f"repro {__version__}")
-        raise typer.Exit()
+    from repro.cli_app import app
 
+    # Importing a command module registers its commands on `app`; `repro --help` lists them in
+    # this order, so keep it (the groups `stage` and `remote` come last whatever the order).
+    # isort: off
+    from repro import cli_data, cli_run, cli_history, cli_share, cli_env  # noqa: F401
+    from repro import cli_gate, cli_tags, cli_alerts  # noqa: F401
+    from repro import cli_report, cli_metrics, cli_plots  # noqa: F401
+    from repro import cli_exp, cli_external, cli_manage  # noqa: F401
+    # isort: on
 
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
+    if globals().get("app") is app:
+        return app
+    # `-h` as well as `--help`, on every command (click passes it down to subcommands).
+    app.info.context_settings = {
+        **(app.info.context_settings or {}),
+        "help_option_names": ["-h", "--help"],
+    }
+
+    def _root(
+        version: bool = typer.Option(
+            False,
             "--version",
             help="Print repro's version and exit.",
             is_eager=True,
             callback=_show_version,
         ),
-    ] = False,
-) -> None:
-    pass
+    ) -> None:
+        pass
+
+    app.callback()(_root)
+    globals()["app"] = app  # later lookups find it without __getattr__
+    return app
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        import typer
+
+        from repro import __version__
+
+        print(f"repro {__version__}")
+        raise typer.Exit()
 
 
 class Signalled(KeyboardInterrupt):
@@ -116,13 +139,29 @@ def main() -> None:
         sys.argv.remove("--debug")
     _install_signal_handlers()
     extra: dict[str, str] = {}
+    fast = None
     if "_REPRO_COMPLETE" in os.environ:  # a shell asking for completions (`repro completion`)
         from typer.completion import completion_init
 
         completion_init()
         extra = {"prog_name": "repro", "complete_var": "_REPRO_COMPLETE"}
+    elif os.environ.get("REPRO_NO_FAST", "") in ("", "0"):
+        fast = fast_command(sys.argv[1:])
+    if fast is None:
+        _dispatch(lambda: _load_app()(standalone_mode=False, **extra), debug)
+        return
     try:
-        code = app(standalone_mode=False, **extra)
+        _dispatch(fast, debug)
+    except SystemExit as exc:
+        if isinstance(exc.code, int) and _is_program():
+            _quick_exit(exc.code)
+        raise
+
+
+def _dispatch(command: Callable[[], Any], debug: bool) -> None:
+    """Run `command`; exit with its code, or with one sentence on stderr and an error code."""
+    try:
+        code = command()
     except ReproError as exc:
         if debug:
             raise
@@ -146,6 +185,32 @@ def main() -> None:
     if code == 130 or _signalled:  # typer turns Ctrl-C into exit code 130
         _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_program() -> bool:
+    """Whether this `main` is the program (the `repro` script, `python -m repro`), not a call
+    from other Python code that goes on after it (a test running the command in-process)."""
+    return getattr(sys.modules.get("__main__"), "main", None) is main and not sys.flags.inspect
+
+
+def _quick_exit(code: int) -> None:
+    """Leave now, without the interpreter's tear-down (freeing every module costs ~5 ms, a tenth
+    of a no-op `repro status`): output flushed, exit handlers run, the stat cache closed by the
+    command. Not while another thread runs (a normal exit waits for it), nor when flushing
+    fails (a normal exit reports that)."""
+    import atexit
+
+    threading = sys.modules.get("threading")
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is None or (threading is not None and threading.active_count() > 1):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        return
+    run_exit_handlers()
+    os._exit(code)
 
 
 def _disk_full(exc: Exception) -> bool:

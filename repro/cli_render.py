@@ -14,7 +14,6 @@ starts fast.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -53,6 +52,8 @@ def width() -> int:
             return cols
     except ValueError:
         pass
+    import shutil  # ~1 ms (it loads bz2 and lzma): only when something is fitted
+
     return shutil.get_terminal_size((80, 24)).columns
 
 

@@ -153,8 +153,6 @@ def known_keys(section: str) -> list[str]:
 
 def unknown_key_problem(config: dict[str, Any]) -> str | None:
     """An unknown key in a known closed section (`[cache] links = ...`), with a did-you-mean."""
-    import difflib
-
     for section in _TABLES:
         table = config.get(section)
         if section in _OPEN_TABLES or not isinstance(table, dict):
@@ -164,6 +162,8 @@ def unknown_key_problem(config: dict[str, Any]) -> str | None:
             if section in _EXECUTOR_TABLES and isinstance(value, dict):
                 continue
             if key not in known:
+                import difflib  # only for a key that is wrong: every command reads the config
+
                 near = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (known: {', '.join(known)})"
                 if near:

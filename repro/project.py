@@ -101,7 +101,17 @@ class Project:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        return load_config(os.path.join(self.dot, "config.toml"))
+        # Remembered by the stat of both config files, as repro.yaml is: a no-op `repro run` or
+        # `repro status` does not import a TOML parser (~2 ms) to read an unchanged config. Both
+        # are deps too, so a file written within the last 2 s is read again next time.
+        from repro.config import local_path
+        from repro.pipeline.parsecache import cached_parse
+
+        path = os.path.join(self.dot, "config.toml")
+        files = [path, local_path(path)]
+        return cached_parse(
+            self.tmp_dir, path, lambda: load_config(path), "config", lambda _: files
+        )
 
     @property
     def config_path(self) -> str:

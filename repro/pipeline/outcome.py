@@ -4,7 +4,6 @@ document), and two small helpers the run's parts share."""
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +93,8 @@ def _unprotect(path: str) -> None:
     for p in paths:
         st = os.stat(p)
         if st.st_nlink > 1 or not st.st_mode & 0o200:
+            import shutil  # only for a persisted output that shares the cache's inodes
+
             tmp = p + ".repro-unprotect"
             shutil.copyfile(p, tmp)
             os.chmod(tmp, (st.st_mode & 0o777) | 0o200)
