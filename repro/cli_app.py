@@ -6,11 +6,14 @@ small and free of heavy imports: everything here loads on every `repro` invocati
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+# The output helpers every command shares live below the app, where the fast path uses them too.
+from repro.cli_fast import emit_json as _emit_json
+from repro.cli_fast import err as _err  # noqa: F401
+from repro.cli_fast import human_bytes as _human_bytes  # noqa: F401
 
 app = typer.Typer(
     name="repro",
@@ -25,14 +28,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 WaitOpt = Annotated[
     float, typer.Option("--wait", help="Seconds to wait for the project lock.", min=0)
 ]
-
-
-def _emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def _err(msg: str) -> None:
-    sys.stderr.write(msg.rstrip() + "\n")
 
 
 def _project():
@@ -68,15 +63,6 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _print_saved(project, as_json: bool) -> None:

@@ -108,7 +108,8 @@ def err(msg: str) -> None:
     sys.stderr.write(msg.rstrip() + "\n")
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """`n` bytes for people: binary units, one decimal."""
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":
@@ -130,16 +131,16 @@ def _status_body(names: list[str], as_json: bool, exit_code: bool) -> int:
     if as_json:
         emit_json(rep.to_dict())
     else:
-        _print_status(rep)
+        print_status(rep)
         if not rep.stages and not rep.data:
             print("no stages in repro.yaml")
         else:
-            print(_status_summary(rep))
-        _print_missing_summary(rep)
+            print(status_summary(rep))
+        print_missing_summary(rep)
     return 1 if exit_code and rep.stale else 0
 
 
-def _print_status(rep: Any) -> None:
+def print_status(rep: Any) -> None:
     from repro.cli_render import rich_stdout
 
     rows = [(r.name, r) for r in rep.stages] + [(f"data {d.path}", d) for d in rep.data]
@@ -148,7 +149,7 @@ def _print_status(rep: Any) -> None:
             if r.state == "up-to-date":
                 print(f"{name}: up to date")
             else:
-                print(f"{name}: stale ({'; '.join(_reason_text(x) for x in r.reasons)})")
+                print(f"{name}: stale ({'; '.join(reason_text(x) for x in r.reasons)})")
         return
     from repro.cli_render import REASON_STYLE, STATE_STYLE, print_styled
 
@@ -157,11 +158,11 @@ def _print_status(rep: Any) -> None:
         print_styled([(name, "bold"), ("  ", None), (state, STATE_STYLE[state])])
         for x in r.reasons:
             kind = str(x.kind)
-            text = _reason_text(x).removeprefix(f"{kind}: ")
+            text = reason_text(x).removeprefix(f"{kind}: ")
             print_styled([("    ", None), (f"{kind:<9}", REASON_STYLE.get(kind)), (text, None)])
 
 
-def _status_summary(rep: Any) -> str:
+def status_summary(rep: Any) -> str:
     stale = sum(r.state != "up-to-date" for r in rep.stages)
     n = len(rep.stages)
     line = f"{stale} of {n} stage{'' if n == 1 else 's'} stale"
@@ -172,7 +173,7 @@ def _status_summary(rep: Any) -> str:
     return line + ("; 'repro run' brings them up to date" if rep.stale else "")
 
 
-def _print_missing_summary(rep: Any) -> None:
+def print_missing_summary(rep: Any) -> None:
     from repro.enums import ReasonKind
 
     seen: dict[str, tuple[int, int]] = {}
@@ -184,13 +185,13 @@ def _print_missing_summary(rep: Any) -> None:
         count = sum(c for c, _ in seen.values())
         size = sum(b for _, b in seen.values())
         print(
-            f"{count} file{'' if count == 1 else 's'} ({_human_bytes(size)}) of {len(seen)} "
+            f"{count} file{'' if count == 1 else 's'} ({human_bytes(size)}) of {len(seen)} "
             "recorded path(s) are not in the local cache; 'repro pull' fetches them "
             "('repro run' does too)."
         )
 
 
-def _reason_text(r: Any) -> str:
+def reason_text(r: Any) -> str:
     from repro.enums import ReasonKind
 
     if r.kind == ReasonKind.IMAGE and r.old and r.new:
@@ -201,7 +202,7 @@ def _reason_text(r: Any) -> str:
     if r.kind == ReasonKind.MISSING:
         return (
             f"missing: {r.target} ({r.count} file{'' if r.count == 1 else 's'}, "
-            f"{_human_bytes(r.size or 0)} not in the local cache; repro pull)"
+            f"{human_bytes(r.size or 0)} not in the local cache; repro pull)"
         )
     if r.kind == ReasonKind.DATA and r.new is None and r.old:
         return f"data: {r.target} (not in the workspace; 'repro checkout' puts it back)"
@@ -233,7 +234,7 @@ def _run_body(names: list[str], as_json: bool) -> int:
     if as_json:
         emit_json(result.to_dict())
     else:
-        _print_run(result)
+        print_run(result)
     if result.ok:
         return 0
     for s in result.stages:
@@ -287,7 +288,9 @@ def _check_dask_remote(project: Any) -> None:
         raise needs_remote_error(".repro/config.toml: key 'run.executor'")
 
 
-def _print_run(result: Any) -> None:
+def print_run(result: Any) -> None:
+    """One line per tracked path taken, one per stage, then the snapshot (a dry run says what
+    it would do)."""
     from repro.enums import Outcome
 
     verb = {
@@ -297,8 +300,11 @@ def _print_run(result: Any) -> None:
         Outcome.FAILED: "FAILED",
         Outcome.SKIPPED: "skipped",
     }
+    dry_run = bool(getattr(result, "dry_run", False))
+    if dry_run:
+        verb = {**verb, Outcome.RAN: "would run", Outcome.RESTORED: "would restore from cache"}
     for c in result.data:
-        print(_data_change_line(c))
+        print(data_change_line(c, dry_run))
     for s in result.stages:
         extra = ""
         if s.verified is not None:
@@ -310,10 +316,13 @@ def _print_run(result: Any) -> None:
         print(f"snapshot {result.snapshot}")
 
 
-def _data_change_line(c: Any) -> str:
-    """One line per tracked path a run took as a new version or put back (never a dry run)."""
-    files = f"{c.hash.nfiles} files" if c.hash.isdir else _human_bytes(c.hash.size)
+def data_change_line(c: Any, dry_run: bool = False) -> str:
+    """One line per tracked path a run took as a new version or put back."""
+    files = f"{c.hash.nfiles} files" if c.hash.isdir else human_bytes(c.hash.size)
     if c.action == "restored":
-        return f"data: {c.path} put back from the cache ({c.hash.hash[:12]}, {files})"
-    verb = "recorded as" if c.action == "added" else "updated to"
+        verb = "would be put back" if dry_run else "put back"
+        return f"data: {c.path} {verb} from the cache ({c.hash.hash[:12]}, {files})"
+    verb = "would be recorded as" if dry_run else "updated to"
+    if c.action == "added":
+        verb = "would be recorded as" if dry_run else "recorded as"
     return f"data: {c.path} {verb} {c.hash.hash[:12]} ({files})"

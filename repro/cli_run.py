@@ -11,11 +11,16 @@ from repro.cli_app import (
     JsonOpt,
     _emit_json,
     _err,
-    _human_bytes,
     _project,
     app,
 )
-from repro.enums import Outcome, ReasonKind
+from repro.cli_fast import (
+    print_missing_summary,
+    print_run,
+    print_status,
+    status_summary,
+)
+from repro.enums import Outcome
 
 stage_app = typer.Typer(help="Declare stages.", no_args_is_help=True)
 app.add_typer(stage_app, name="stage")
@@ -170,7 +175,7 @@ def run(
     if as_json:
         _emit_json(result.to_dict())
     else:
-        _print_run(result)
+        print_run(result)
     if not result.ok:
         failed = [s for s in result.stages if s.status == Outcome.FAILED]
         for s in failed:
@@ -222,41 +227,6 @@ def _check_dask_remote(project, executor: str | None, no_remote: bool) -> None:
         raise needs_remote_error(source)
 
 
-def _print_run(result) -> None:
-    verb = {
-        Outcome.RAN: "ran",
-        Outcome.RESTORED: "restored from cache",
-        Outcome.UP_TO_DATE: "up to date",
-        Outcome.FAILED: "FAILED",
-        Outcome.SKIPPED: "skipped",
-    }
-    if result.dry_run:
-        verb = {**verb, Outcome.RAN: "would run", Outcome.RESTORED: "would restore from cache"}
-    for c in result.data:
-        print(_data_change_line(c, result.dry_run))
-    for s in result.stages:
-        extra = ""
-        if s.verified is not None:
-            extra = " (deterministic)" if s.verified else " (NOT deterministic)"
-        elif s.reasons and s.status in (Outcome.RAN, Outcome.RESTORED):
-            extra = " (" + ", ".join(f"{r.kind}: {r.target}" for r in s.reasons[:3]) + ")"
-        print(f"{s.name}: {verb.get(s.status, s.status)}{extra}")
-    if result.snapshot:
-        print(f"snapshot {result.snapshot}")
-
-
-def _data_change_line(c, dry_run: bool) -> str:
-    """One line per tracked path a run took as a new version or put back."""
-    files = f"{c.hash.nfiles} files" if c.hash.isdir else _human_bytes(c.hash.size)
-    if c.action == "restored":
-        verb = "would be put back" if dry_run else "put back"
-        return f"data: {c.path} {verb} from the cache ({c.hash.hash[:12]}, {files})"
-    verb = "would be recorded as" if dry_run else "updated to"
-    if c.action == "added":
-        verb = "would be recorded as" if dry_run else "recorded as"
-    return f"data: {c.path} {verb} {c.hash.hash[:12]} ({files})"
-
-
 @app.command()
 def status(
     stages: Annotated[list[str] | None, typer.Argument(help="Stages (default: all).")] = None,
@@ -287,90 +257,14 @@ def status(
     if as_json:
         _emit_json(rep.to_dict())
     else:
-        _print_status(rep)
+        print_status(rep)
         if not rep.stages and not rep.data:
             print("no stages in repro.yaml")
         else:
-            print(_status_summary(rep))
-        _print_missing_summary(rep)
+            print(status_summary(rep))
+        print_missing_summary(rep)
     if exit_code and rep.stale:
         raise typer.Exit(1)
-
-
-def _print_status(rep) -> None:
-    """Each stage in DAG order (upstream causes before what they make stale), then tracked
-    data. On a terminal: the stage, its state, and each reason on its own line coloured by
-    kind (code/cmd/image/env/seed, data/params/outs, upstream, missing, new). Piped: one line
-    a stage, `NAME: stale (kind: target; ...)`, as scripts grep it."""
-    from repro.cli_render import rich_stdout
-
-    rows = [(r.name, r) for r in rep.stages] + [(f"data {d.path}", d) for d in rep.data]
-    if not rich_stdout():
-        for name, r in rows:
-            if r.state == "up-to-date":
-                print(f"{name}: up to date")
-            else:
-                print(f"{name}: stale ({'; '.join(_reason_text(x) for x in r.reasons)})")
-        return
-    from repro.cli_render import REASON_STYLE, STATE_STYLE, print_styled
-
-    for name, r in rows:
-        state = "up to date" if r.state == "up-to-date" else "stale"
-        print_styled([(name, "bold"), ("  ", None), (state, STATE_STYLE[state])])
-        for x in r.reasons:
-            kind = str(x.kind)
-            text = _reason_text(x).removeprefix(f"{kind}: ")
-            print_styled([("    ", None), (f"{kind:<9}", REASON_STYLE.get(kind)), (text, None)])
-
-
-def _status_summary(rep) -> str:
-    """The closing line: how many stages (and tracked paths) are stale."""
-    stale = sum(r.state != "up-to-date" for r in rep.stages)
-    n = len(rep.stages)
-    line = f"{stale} of {n} stage{'' if n == 1 else 's'} stale"
-    if rep.data:
-        bad = sum(d.state != "up-to-date" for d in rep.data)
-        line += f", {bad} of {len(rep.data)} tracked path{'' if len(rep.data) == 1 else 's'}"
-        line += " stale"
-    return line + ("; 'repro run' brings them up to date" if rep.stale else "")
-
-
-def _print_missing_summary(rep) -> None:
-    """One closing line when content is missing locally: how much, and that pull fetches it."""
-    seen: dict[str, tuple[int, int]] = {}
-    for row in [*rep.stages, *rep.data]:
-        for r in row.reasons:
-            if r.kind == ReasonKind.MISSING:
-                seen[r.target] = (r.count or 0, r.size or 0)
-    if seen:
-        count = sum(c for c, _ in seen.values())
-        size = sum(b for _, b in seen.values())
-        print(
-            f"{count} file{'' if count == 1 else 's'} ({_human_bytes(size)}) of {len(seen)} "
-            "recorded path(s) are not in the local cache; 'repro pull' fetches them "
-            "('repro run' does too)."
-        )
-
-
-def _reason_text(r) -> str:
-    if r.kind == ReasonKind.IMAGE and r.old and r.new:
-        return (
-            f"image: {r.target} now points at {r.new}, locked {r.old}; "
-            "'repro lock --update' moves to it"
-        )
-    if r.kind == ReasonKind.MISSING:
-        return (
-            f"missing: {r.target} ({r.count} file{'' if r.count == 1 else 's'}, "
-            f"{_human_bytes(r.size or 0)} not in the local cache; repro pull)"
-        )
-    if r.kind == ReasonKind.DATA and r.new is None and r.old:
-        return f"data: {r.target} (not in the workspace; 'repro checkout' puts it back)"
-    if r.kind == ReasonKind.DATA and r.old and r.new:
-        return f"data: {r.target} (changed; 'repro run' records the new version)"
-    if r.kind == "external" and isinstance(r.new, dict):  # status --external (repro.external)
-        what = ", ".join(sorted(r.new))
-        return f"external: {r.target} (source changed: {what}; 'repro update {r.target}')"
-    return f"{r.kind}: {r.target}"
 
 
 @app.command()
