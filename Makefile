@@ -50,7 +50,7 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-## Benchmarks: hashing throughput and pipeline speed, as ratios to references measured alongside.
+## Benchmarks: issue 15's table (DVC beside when .venv-dvc exists) -> benchmarks/results/latest.{json,md}.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
@@ -58,7 +58,7 @@ bench: $(STAMP)
 $(DVC_VENV)/bin/dvc:
 	$(PYTHON) -m venv $(DVC_VENV)
 	$(DVC_VENV)/bin/pip install -q -U pip
-	$(DVC_VENV)/bin/pip install -q 'dvc==3.67.1'
+	$(DVC_VENV)/bin/pip install -q 'dvc[s3]==3.67.1'
 
 bench-dvc: $(STAMP) $(DVC_VENV)/bin/dvc
 	REPRO_BENCH_DVC=$(CURDIR)/$(DVC_VENV)/bin/dvc $(BIN)/python -m benchmarks.run $(BENCH_ARGS)

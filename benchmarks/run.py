@@ -1,11 +1,23 @@
-"""repro's benchmarks: speed as ratios to references measured in the same run.
+"""repro's benchmarks: issue 15's table (repro beside DVC 3.67.1), and older rows.
 
-    python -m benchmarks.run [--quick] [--size-mib N] [--files N] [--json PATH] [--only NAME]
+    python -m benchmarks.run [--quick] [--only NAME]... [--all] [--repeat N] [--budget S]
+        [--files-20k N] [--big-mib N] [--files-1m N,N] [--hash-small N] [--hash-large N]
+        [--hash-large-mib N] [--size-mib N] [--files N] [--json PATH]
 
-References, each measured here beside repro: reading the same bytes (the physical limit), md5
-over them (DVC's hash), and DVC itself when a `dvc` command is found (set REPRO_BENCH_DVC to its
-path, or `make bench-dvc`). The machine is shared and noisy: each figure is the best of a few
-tries, and the ratios matter more than the seconds.
+Default rows (issue 15; estimates at default scales, with DVC, for repro as of the issue):
+add ~1.5 min, checkout ~1.5, pushpull ~7, repush ~1.5, chain ~1, addroot ~1, million ~5,
+hash10g ~3: about 20 minutes. To fit, the million row runs 20,000 and 250,000 files and
+hash10g 250,000 small + 10 x 900 MiB (9.8 GiB) by default; the issue's full scale is
+`--files-1m 20000,1000000 --hash-small 1000000 --hash-large-mib 600` (add ~15 min at HEAD's
+per-file speed). --quick shrinks every scale (a few minutes). Older rows, by name or --all:
+hashing, folder, log, report, fanout.
+
+References measured in the same run: creating the same files from Python, `cp`, reading every
+byte (the read floor), md5 (DVC's hash), and DVC itself when a `dvc` command is found
+(REPRO_BENCH_DVC names it; `make bench-dvc` sets it). REPRO_BENCH_REPRO names the repro command
+under test (default: this venv's). Figures are medians of --repeat runs; a measurement stops
+repeating when its next run would pass --budget seconds (its `n=` says how many it had).
+Writes --json (default benchmarks/results/latest.json) and the markdown table beside it (.md).
 """
 
 from __future__ import annotations
@@ -23,13 +35,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.issue15 import ESTIMATES, ROWS, Ctx, Line, dvc_cmd, line_dicts, markdown
+
 BIN = Path(sys.executable).parent
-REPRO = str(BIN / "repro")
-
-
-def dvc_cmd() -> str | None:
-    p = os.environ.get("REPRO_BENCH_DVC") or shutil.which("dvc")
-    return p if p and os.path.exists(p) else None
+REPRO = os.environ.get("REPRO_BENCH_REPRO") or str(BIN / "repro")
 
 
 def best(fn: Callable[[], object], n: int = 3) -> float:
@@ -178,29 +187,6 @@ def bench_hashing(base: str, label: str, make: Callable[[str], None], rows: list
     shutil.rmtree(proj)
 
 
-def bench_checkout(base: str, n: int, rows: list[dict]) -> None:
-    proj = new_project(base, "checkout")
-    make_small_files(os.path.join(proj, "data"), n)
-    sh([REPRO, "add", "data"], proj)
-    shutil.rmtree(os.path.join(proj, "data"))
-    t = timed([REPRO, "checkout"], proj)
-    row = {"dataset": f"checkout {n} files", "files": n, "repro_checkout_s": t}
-    if dvc_cmd():
-        dproj = dvc_project(base, "dvc-checkout")
-        make_small_files(os.path.join(dproj, "data"), n)
-        sh([dvc_cmd(), "add", "-q", "data"], dproj)  # type: ignore[list-item]
-        shutil.rmtree(os.path.join(dproj, "data"))
-        row["dvc_checkout_s"] = timed([dvc_cmd(), "checkout", "-q"], dproj)  # type: ignore[list-item]
-        row["checkout_speedup_vs_dvc"] = row["dvc_checkout_s"] / t
-    rows.append(row)
-
-
-CHAIN_STAGE = (
-    "  s{i}:\n    cmd: cat {dep} > o{i}.txt; echo {i} >> o{i}.txt\n"
-    "    deps: [{dep}]\n    outs: [o{i}.txt]\n"
-)
-
-
 def dvc_pipeline(dproj: str, row: dict, noop: float, status: float, tries: int) -> None:
     """DVC's first repro, no-op repro and status on the same pipeline, and the ratios."""
     dvc = dvc_cmd()
@@ -210,33 +196,6 @@ def dvc_pipeline(dproj: str, row: dict, noop: float, status: float, tries: int) 
     row["dvc_status_s"] = best(lambda: timed([dvc, "status", "-q"], dproj, False), tries)
     row["noop_speedup_vs_dvc"] = row["dvc_noop_repro_s"] / noop
     row["status_speedup_vs_dvc"] = row["dvc_status_s"] / status
-
-
-def bench_chain(base: str, n: int, rows: list[dict]) -> None:
-    """A chain of n stages: first run, no-op run and status."""
-    spec = "stages:\n" + "".join(
-        CHAIN_STAGE.format(i=i, dep="seed.txt" if i == 0 else f"o{i - 1}.txt") for i in range(n)
-    )
-    proj = new_project(base, "chain")
-    Path(proj, "seed.txt").write_text("seed\n")
-    Path(proj, "repro.yaml").write_text(spec)
-    first = timed([REPRO, "run"], proj)
-    noop = best(lambda: timed([REPRO, "run"], proj), 5)
-    status = best(lambda: timed([REPRO, "status"], proj), 5)
-    py = best(lambda: timed([sys.executable, "-c", "pass"], proj), 5)
-    row = {
-        "dataset": f"{n}-stage chain",
-        "repro_first_run_s": first,
-        "repro_noop_run_s": noop,
-        "repro_status_s": status,
-        "python_startup_s": py,
-    }
-    if dvc_cmd():
-        dproj = dvc_project(base, "dvc-chain")
-        Path(dproj, "seed.txt").write_text("seed\n")
-        Path(dproj, "dvc.yaml").write_text(spec)
-        dvc_pipeline(dproj, row, noop, status, tries=3)
-    rows.append(row)
 
 
 def bench_folder_pipeline(base: str, n: int, rows: list[dict]) -> None:
@@ -277,79 +236,6 @@ def bench_folder_pipeline(base: str, n: int, rows: list[dict]) -> None:
         Path(dproj, "dvc.yaml").write_text(spec)
         dvc_pipeline(dproj, row, noop, status, tries=2)
     rows.append(row)
-
-
-def bench_push_pull(base: str, n: int, rows: list[dict]) -> None:
-    """Push and pull a folder of n small files to a real S3 API (moto) on loopback."""
-    try:
-        import s3fs
-
-        from tests.s3server import MotoServer
-    except ImportError:
-        print("push/pull: needs the s3 and dev extras; skipped")
-        return
-    creds = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    os.environ.update(creds)
-    server = MotoServer()
-    try:
-        fs = s3fs.S3FileSystem(endpoint_url=server.url)
-        fs.mkdir("repro-bench")
-        proj = new_project(base, "push")
-        make_small_files(os.path.join(proj, "data"), n)
-        sh([REPRO, "add", "data"], proj)
-        sh(
-            [
-                REPRO,
-                "remote",
-                "add",
-                "s3",
-                "s3://repro-bench/cache",
-                "-o",
-                f"endpoint_url={server.url}",
-                "--default",
-            ],
-            proj,
-        )
-        t_push = timed([REPRO, "push"], proj)
-        t_noop = timed([REPRO, "push"], proj)
-        shutil.rmtree(os.path.join(proj, ".repro", "cache"))
-        shutil.rmtree(os.path.join(proj, "data"))
-        for f in ("state.db", "state.db-wal", "state.db-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(proj, ".repro", f))
-        t_pull = timed([REPRO, "pull"], proj)
-        row = {
-            "dataset": f"push/pull {n} files to S3 (moto)",
-            "repro_push_s": t_push,
-            "repro_push_nothing_new_s": t_noop,
-            "repro_pull_s": t_pull,
-        }
-        dvc = dvc_cmd()
-        if (
-            dvc
-            and subprocess.run([dvc, "version"], capture_output=True, text=True).stdout.find("s3")
-            >= 0
-        ):
-            fs.mkdir("dvc-bench")
-            dproj = dvc_project(base, "dvc-push")
-            make_small_files(os.path.join(dproj, "data"), n)
-            sh([dvc, "add", "-q", "data"], dproj)
-            sh([dvc, "remote", "add", "-d", "s3", "s3://dvc-bench/cache"], dproj)
-            sh([dvc, "remote", "modify", "s3", "endpointurl", server.url], dproj)
-            row["dvc_push_s"] = timed([dvc, "push", "-q"], dproj)
-            row["dvc_push_nothing_new_s"] = timed([dvc, "push", "-q"], dproj)
-            shutil.rmtree(os.path.join(dproj, ".dvc", "cache"))
-            shutil.rmtree(os.path.join(dproj, "data"))
-            row["dvc_pull_s"] = timed([dvc, "pull", "-q"], dproj)
-            row["push_speedup_vs_dvc"] = row["dvc_push_s"] / t_push
-            row["pull_speedup_vs_dvc"] = row["dvc_pull_s"] / t_pull
-        rows.append(row)
-    finally:
-        server.stop()
 
 
 def make_records(root: str, n: int) -> None:
@@ -565,58 +451,169 @@ def fmt(v: object) -> str:
     return str(v)
 
 
-def main() -> None:
+OLD_ROWS = ("hashing", "folder", "log", "report", "fanout")
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--size-mib", type=int, default=1024, help="large file size (MiB)")
-    ap.add_argument("--files", type=int, default=100_000, help="small files in the folder")
     ap.add_argument(
-        "--only",
-        action="append",
-        help="hashing, checkout, chain, folder, pushpull, log, report, fanout",
+        "--only", action="append", choices=[*ROWS, *OLD_ROWS], help="run this row (repeatable)"
     )
+    ap.add_argument("--all", action="store_true", help="issue 15's rows and the older ones")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median); 3")
+    ap.add_argument(
+        "--budget", type=float, default=150.0, help="seconds a figure may take (0: no limit)"
+    )
+    ap.add_argument("--files-20k", type=int, help="files for add/checkout/pushpull; 20000")
+    ap.add_argument("--big-mib", type=int, help="the big file of repush/addroot (MiB); 1024")
+    ap.add_argument("--files-1m", help="scales of the million row, comma-separated; 20000,250000")
+    ap.add_argument(
+        "--dvc-max-files", type=int, help="DVC in `million` up to N files; quick 100000, else 0"
+    )
+    ap.add_argument("--hash-small", type=int, help="small files of hash10g; 250000")
+    ap.add_argument("--hash-large", type=int, default=10, help="large files of hash10g; 10")
+    ap.add_argument("--hash-large-mib", type=int, help="size of each large file (MiB); 900")
+    ap.add_argument("--size-mib", type=int, default=1024, help="large file of `hashing` (MiB)")
+    ap.add_argument("--files", type=int, default=100_000, help="small files of `hashing`")
     ap.add_argument("--json", default="benchmarks/results/latest.json")
     a = ap.parse_args()
+    quick = {"files_20k": 2000, "big_mib": 64, "files_1m": "20000,100000", "hash_small": 20_000}
+    full = {"files_20k": 20_000, "big_mib": 1024, "files_1m": "20000,250000"}
+    for k, v in (quick if a.quick else full).items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    if a.dvc_max_files is None:
+        a.dvc_max_files = 100_000 if a.quick else 0
+    if a.hash_small is None:
+        a.hash_small = 20_000 if a.quick else 250_000
+    if a.hash_large_mib is None:
+        a.hash_large_mib = 8 if a.quick else 900
     if a.quick:
         a.size_mib, a.files = 64, 5000
-    only = set(
-        a.only or ["hashing", "checkout", "chain", "folder", "pushpull", "log", "report", "fanout"]
-    )
-    base = tempfile.mkdtemp(prefix="repro-bench-", dir=os.environ.get("REPRO_BENCH_DIR"))
-    rows: list[dict] = []
-    print(f"repro benchmarks in {base}; DVC: {dvc_cmd() or 'not installed (no DVC column)'}")
+    return a
+
+
+def run_old_rows(a: argparse.Namespace, only: set[str], base: str, rows: list[dict]) -> None:
+    """The rows that predate issue 15 (hashing engine, folder pipeline, log, report, fan-out)."""
+    if "hashing" in only:
+        bench_hashing(
+            base,
+            f"1 file of {a.size_mib} MiB",
+            lambda d: make_big_file(os.path.join(d, "big.bin"), a.size_mib),
+            rows,
+        )
+        bench_hashing(
+            base, f"{a.files} files of 4 KiB", lambda d: make_small_files(d, a.files), rows
+        )
+
+        def mixed(d: str) -> None:
+            make_small_files(os.path.join(d, "small"), a.files // 10)
+            for i in range(4):
+                make_big_file(os.path.join(d, f"big{i}.bin"), max(1, a.size_mib // 8))
+
+        bench_hashing(base, "mixed", mixed, rows)
+    if "folder" in only:
+        bench_folder_pipeline(base, 20_000 if not a.quick else 2000, rows)
+    if "log" in only:
+        bench_log(base, 10_000 if not a.quick else 2000, rows)
+    if "report" in only:
+        bench_report(base, 1000 if not a.quick else 200, rows)
+    if "fanout" in only:
+        bench_fanout(base, 1.0 if not a.quick else 0.3, rows)
+
+
+def version_of(cmd: list[str]) -> str:
     try:
-        if "hashing" in only:
-            bench_hashing(
-                base,
-                f"1 file of {a.size_mib} MiB",
-                lambda d: make_big_file(os.path.join(d, "big.bin"), a.size_mib),
-                rows,
-            )
-            bench_hashing(
-                base, f"{a.files} files of 4 KiB", lambda d: make_small_files(d, a.files), rows
-            )
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "n/a"
+    return (p.stdout.strip() or p.stderr.strip()).splitlines()[-1] if p.returncode == 0 else "n/a"
 
-            def mixed(d: str) -> None:
-                make_small_files(os.path.join(d, "small"), a.files // 10)
-                for i in range(4):
-                    make_big_file(os.path.join(d, f"big{i}.bin"), max(1, a.size_mib // 8))
 
-            bench_hashing(base, "mixed", mixed, rows)
-        if "checkout" in only:
-            bench_checkout(base, 20_000 if not a.quick else 2000, rows)
-        if "chain" in only:
-            bench_chain(base, 50, rows)
-        if "folder" in only:
-            bench_folder_pipeline(base, 20_000 if not a.quick else 2000, rows)
-        if "pushpull" in only:
-            bench_push_pull(base, 20_000 if not a.quick else 2000, rows)
-        if "log" in only:
-            bench_log(base, 10_000 if not a.quick else 2000, rows)
-        if "report" in only:
-            bench_report(base, 1000 if not a.quick else 200, rows)
-        if "fanout" in only:
-            bench_fanout(base, 1.0 if not a.quick else 0.3, rows)
+def meta_of(a: argparse.Namespace) -> dict:
+    commit = version_of(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"])
+    dirty = version_of(["git", "-C", str(Path(__file__).parent), "status", "--porcelain"])
+    dvc = dvc_cmd()
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count() or 0,
+        "repro": f"{version_of([REPRO, '--version'])} (commit {commit}"
+        + (", uncommitted changes)" if dirty not in ("", "n/a") else ")"),
+        "dvc": version_of([dvc, "--version"]) if dvc else "not installed (columns n/a)",
+        "repeat": a.repeat,
+        "budget": a.budget,
+        "args": sys.argv[1:],
+    }
+
+
+def run_new_rows(ctx: Ctx, only: list[str], lines: list, details: dict) -> None:
+    """Issue 15's rows in table order; a row that fails is a line saying so, not an abort."""
+    for name in ROWS:
+        if name not in only:
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        t = time.perf_counter()
+        try:
+            res = ROWS[name](ctx)
+        except Exception as e:
+            said = [ln for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
+            why = said[0][:150] + (f" … {said[-1][:150]}" if len(said) > 1 else "")
+            lines.append(Line(name, "", None, None, "", False, f"failed: {why}"))
+            details[name] = {"error": str(e)}
+            print(f"  {name} failed: {e}", flush=True)
+            continue
+        lines += res.lines
+        details[name] = {**res.details, "wall_s": time.perf_counter() - t}
+        print(f"  {name}: {details[name]['wall_s']:.0f} s", flush=True)
+
+
+def write_results(path: str, meta: dict, lines: list, details: dict, rows: list[dict]) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        doc = {"meta": meta, "table": line_dicts(lines), "details": details, "other": rows}
+        json.dump(doc, f, indent=2, default=str)
+    md = markdown(lines, meta) if lines else "# repro benchmarks\n"
+    for row in rows:
+        md += f"\n## {row['dataset']}\n\n| figure | value |\n| --- | --- |\n"
+        md += "".join(f"| {k} | {fmt(v)} |\n" for k, v in row.items() if k != "dataset")
+    with open(os.path.splitext(path)[0] + ".md", "w") as f:
+        f.write(md)
+    if lines:
+        print("\n" + markdown(lines, meta))
+    print(f"results written to {path} and {os.path.splitext(path)[0]}.md")
+
+
+def main() -> None:
+    a = parse_args()
+    only = list(a.only or (list(ROWS) + list(OLD_ROWS) if a.all else list(ROWS)))
+    base = tempfile.mkdtemp(prefix="repro-bench-", dir=os.environ.get("REPRO_BENCH_DIR"))
+    ctx = Ctx(
+        base=base,
+        repeat=a.repeat,
+        budget=a.budget,
+        files=a.files_20k,
+        big_mib=a.big_mib,
+        files_1m=[int(x) for x in str(a.files_1m).split(",") if x.strip()],
+        dvc_max_files=a.dvc_max_files,
+        hash_small=a.hash_small,
+        hash_large=a.hash_large,
+        hash_large_mib=a.hash_large_mib,
+        dvc=dvc_cmd(),
+    )
+    if "hash10g" in only and "million" in only:
+        ctx.spare_small = ctx.hash_small
+    print(f"repro benchmarks in {base}; DVC: {ctx.dvc or 'not installed (no DVC column)'}")
+    if not a.quick:
+        print("estimates: " + ", ".join(f"{n} {ESTIMATES[n]}" for n in only if n in ESTIMATES))
+    meta = meta_of(a)
+    meta["scales"] = {k: v for k, v in vars(a).items() if k not in ("only", "json")}
+    lines: list = []
+    details: dict = {}
+    rows: list[dict] = []
+    try:
+        run_new_rows(ctx, only, lines, details)
+        run_old_rows(a, set(only), base, rows)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for row in rows:
@@ -624,10 +621,7 @@ def main() -> None:
         for k, v in row.items():
             if k != "dataset":
                 print(f"  {k:28s} {fmt(v)}")
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(rows, f, indent=2)
-    print(f"\nresults written to {a.json}")
+    write_results(a.json, meta, lines, details, rows)
 
 
 if __name__ == "__main__":
