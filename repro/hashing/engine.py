@@ -84,7 +84,7 @@ def _stat_items(entries: Iterable[WalkEntry]):
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class FileInfo:
     rel: str
     abs: str
