@@ -9,18 +9,16 @@ so none of them imports another sideways. What a remote holds is remembered in t
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from repro.errors import CorruptObjectError, ReproError
-from repro.hashing.filehash import hash_file
-from repro.hashing.state import StatKey, now_ns
 from repro.progress import start_phase
 from repro.project import Project
 from repro.remote import default_remote_name, open_remote, remote_errors, retry
-from repro.store.links import read_only_mode
-from repro.store.objects import ObjectStore, object_key
+from repro.store.objects import ObjectStore
+from repro.store.sync import Inventory, Meter, inventory
+from repro.store.sync import fetch_objects as sync_fetch
 
 Progress = Callable[[int, int], None]  # (files, bytes) just moved
 
@@ -36,6 +34,9 @@ class TransferReport:
     failed: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # untrusted keys or records, not used
     repaired: list[str] = field(default_factory=list)  # remote keys replaced by verified bytes
+    requests: int = 0  # requests made to the remote (listings, index reads, puts, gets)
+    wire_bytes: int = 0  # bytes that crossed the wire either way (packs, ranges, manifests)
+    packs: int = 0  # packs uploaded
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +49,9 @@ class TransferReport:
             "failed": self.failed,
             "refused": self.refused,
             "repaired": self.repaired,
+            "requests": self.requests,
+            "wire_bytes": self.wire_bytes,
+            "packs": self.packs,
         }
 
 
@@ -87,52 +91,15 @@ def _batches(items: list[str], n: int = BATCH) -> Iterable[list[str]]:
         yield items[i : i + n]
 
 
-def _download(
-    project: Project,
-    rstore: ObjectStore,
-    batch: list[str],
-    name: str,
-    jobs: int,
-    report: TransferReport,
-    got: set[str],
-    progress: Progress | None,
-) -> None:
-    """Fetch a batch of objects to temporary files, verify each against its hash, and move the
-    good ones into the local cache; a corrupt one is reported by key and never used."""
-    lb = project.cache.local
-    assert lb is not None
-    tmps = {h: lb.tmp_path() for h in batch}
-    rows = []
-    try:
-        found = retry(
-            lambda: rstore.backend.get_files([(object_key(h), tmps[h]) for h in batch], jobs)
-        )
-        for h, there in zip(batch, found, strict=True):
-            if not there:
-                continue  # the remote lacks it: the caller reports what is still missing
-            tmp = tmps[h]
-            checked = now_ns()
-            if hash_file(tmp) != h:
-                report.corrupt.append(
-                    f"remote '{name}': object {object_key(h)} is corrupted (its content does "
-                    "not match its hash); it was not used."
-                )
-                continue
-            size = os.path.getsize(tmp)
-            os.chmod(tmp, read_only_mode(False))
-            dst = lb.ensure_parent(object_key(h))
-            os.replace(tmp, dst)
-            rows.append((dst, StatKey.of(os.stat(dst)), h, checked))
-            got.add(h)
-            report.objects += 1
-            report.bytes += size
-            if progress:
-                progress(1, size)
-    finally:
-        project.state.put_many(rows)
-        for tmp in tmps.values():
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+def remote_inventory(
+    rstore: ObjectStore, report: TransferReport, meter: Meter, list_loose: bool = True
+) -> Inventory:
+    """What the remote holds, in a handful of requests (`repro.store.sync.inventory`); a
+    damaged pack index there is one warning in `report.refused` (its objects count as
+    absent)."""
+    inv = inventory(rstore, meter, retry, list_loose)
+    report.refused += inv.refused
+    return inv
 
 
 def fetch_objects(
@@ -147,43 +114,91 @@ def fetch_objects(
     """Fetch `hashes` (and, for trees, their files) that the local cache lacks. Returns the
     hashes now present locally.
 
-    `sizes` (the byte sizes of those of `hashes` that are files, from the lock) lets a progress
-    display know the download's totals before its first byte: trees (small, metadata) are
-    fetched first, unshown; then a "download" phase counts every file object, with the
-    sizes the lock and the trees give. Without it, each object is counted as it comes."""
+    What the remote holds comes from its pack indexes and two listings (no probe per object);
+    packed objects come in whole packs or merged ranged reads, chunked ones are assembled and
+    verified whole (`repro.store.sync`). `sizes` (the byte sizes of those of `hashes` that are
+    files, from the lock) lets a progress display know the download's totals before its
+    first byte: trees (small, metadata) are fetched first, unshown; then a "download" phase
+    counts every file object, with the sizes the lock and the trees give."""
     name, rstore = open_remote(project, remote)
     report = report or TransferReport(name)
     local = project.cache
-    got: set[str] = local.verified_set(hashes)  # a corrupt local object is fetched over
     known = dict(sizes or {}) if progress is not None and sizes is not None else None
-    with remote_errors(name, rstore.backend.url):
-        # No listing first: asking for each object and counting the misses costs one request
-        # per object either way, and listing a large remote costs many more.
-        first = sorted(hashes - got)
-        shown = progress if known is None else None  # with totals: trees go unshown
-        later = {h for h in first if h in known} if known is not None else set()
-        for batch in _batches([h for h in first if h not in later]):
-            _download(project, rstore, batch, name, jobs, report, got, shown)
-        # Trees fetched (or present) may name files we lack.
-        inner: set[str] = set()
-        for h in hashes & got:
-            with contextlib.suppress(ReproError):
-                entries = local.get_tree(h).entries
-                inner.update(e.hash for e in entries)
-                if known is not None:
-                    known.update((e.hash, e.size) for e in entries)
-        second = sorted((inner - local.verified_set(inner)) | later)
-        if known is not None:
-            start_phase(progress, "download", len(second), sum(known.get(h, 0) for h in second))
-        for batch in _batches(second):
-            _download(project, rstore, batch, name, jobs, report, got, progress)
-        got |= local.verified_set(inner)
+    meter = Meter()
+    got: set[str] = set()
+    try:
+        with remote_errors(name, rstore.backend.url):
+            inv = remote_inventory(rstore, report, meter, list_loose=False)
+            shown = progress if known is None else None  # with totals: trees go unshown
+            later = set(hashes) & set(known) if known is not None else set()
+            got |= _fetch(local, rstore, set(hashes) - later, inv, meter, jobs, shown, report)
+            # Trees fetched (or present) may name files we lack.
+            inner: set[str] = set()
+            for h in hashes & got:
+                with contextlib.suppress(ReproError):
+                    entries = local.get_tree(h).entries
+                    inner.update(e.hash for e in entries)
+                    if known is not None:
+                        known.update((e.hash, e.size) for e in entries)
+            second = inner | later
+            if known is not None:
+                todo = second - local.verified_set(second)
+                start_phase(progress, "download", len(todo), sum(known.get(h, 0) for h in todo))
+            got |= _fetch(local, rstore, second, inv, meter, jobs, progress, report)
+            lacking = len((set(hashes) | second) - got)
+            if lacking and inv.refused and not report.corrupt:
+                report.corrupt.append(
+                    f"{inv.refused[0].rstrip('.')}; {lacking} object(s) needed here could "
+                    "not be fetched."
+                )
+    finally:
+        report.requests += meter.requests
+        report.packs += meter.packs
+        report.wire_bytes += meter.bytes_down + meter.bytes_up
     if report.corrupt:
         raise CorruptObjectError(
             report.corrupt[0]
             + (f" ({len(report.corrupt) - 1} more)" if len(report.corrupt) > 1 else "")
         )
     return got
+
+
+def _download(
+    project: Project,
+    rstore: ObjectStore,
+    batch: list[str],
+    name: str,
+    jobs: int,
+    report: TransferReport,
+    got: set[str],
+    progress: Progress | None,
+) -> None:
+    """Fetch a batch of objects into the local cache, each verified (packed, loose or chunked
+    on the remote); a corrupt copy is reported in `report.corrupt` and never used. (fsck's
+    repair calls this.)"""
+    meter = Meter()
+    try:
+        inv = remote_inventory(rstore, report, meter, list_loose=False)
+        got |= _fetch(project.cache, rstore, set(batch), inv, meter, jobs, progress, report)
+    finally:
+        report.requests += meter.requests
+
+
+def _fetch(
+    local: ObjectStore,
+    rstore: ObjectStore,
+    hashes: set[str],
+    inv: Inventory,
+    meter: Meter,
+    jobs: int,
+    progress: Progress | None,
+    report: TransferReport,
+) -> set[str]:
+    res = sync_fetch(local, rstore, hashes, inv, meter, jobs=jobs, retry=retry, progress=progress)
+    report.objects += res.objects
+    report.bytes += res.bytes
+    report.corrupt += res.corrupt
+    return res.got
 
 
 def fetch_missing(project: Project, missing: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 
 from repro.errors import CorruptObjectError, ReproError, UntrustedInputError
-from repro.fetch import Progress, RemoteIndex, TransferReport, _batches, fetch_objects
+from repro.fetch import Progress, RemoteIndex, TransferReport, fetch_objects
 from repro.lockfile import load_lock
 from repro.project import Project
 from repro.remote import open_remote, remote_errors, retry
 from repro.safety import safe_key
 from repro.store.layout import META, RECORDS
-from repro.store.objects import ObjectStore, object_key
+from repro.store.objects import ObjectStore
 
 
 def target_paths(project: Project, targets: list[str]) -> dict[str, dict]:
@@ -102,37 +102,9 @@ def push(
         want = {h for h in want if local.has(h)}
         index = RemoteIndex(project, rstore.backend.url)
         known = index.keys()
-        if want - known:  # something may be missing there: ask the remote itself
-            have = retry(rstore.all_hashes)
-            index.add(have)
-        else:
-            have = want
-        todo = sorted(want - have)
-        report.present = len(want & have)
-        lb = local.local
-        assert lb is not None
-        # Never upload bytes that do not match their name: a damaged local object stays here.
-        good = local.verified_set(todo)
-        report.corrupt = [object_key(h) for h in todo if h not in good]
-        todo = sorted(good)
-        if progress is not None:
-            from repro.progress import start_phase
-
-            total = sum(os.path.getsize(lb.path(object_key(h))) for h in todo)
-            start_phase(progress, "upload", len(todo), total)
-        for batch in _batches(todo):
-            pairs = [(lb.path(object_key(h)), object_key(h)) for h in batch]
-            try:
-                retry(lambda pairs=pairs: rstore.backend.put_files(pairs, jobs))
-            except (OSError, ConnectionError):
-                report.failed += batch
-                continue
-            index.add(batch)
-            size = sum(os.path.getsize(p) for p, _ in pairs)
-            report.objects += len(batch)
-            report.bytes += size
-            if progress:
-                progress(len(batch), size)
+        if want - known:  # something may be missing there: ask the remote (a few requests)
+            _push_objects(project, rstore, sorted(want - known), index, jobs, progress, report)
+        report.present = len(want) - report.objects - len(report.corrupt) - len(report.failed)
         if report.failed:
             raise ReproError(
                 f"push to remote '{name}': {len(report.failed)} objects failed "
@@ -142,6 +114,7 @@ def push(
             mine = _keys(local, folder)
             if mine - known:
                 theirs = retry(lambda folder=folder: _keys(rstore, folder))
+                report.requests += 1
                 index.add(theirs)
             else:
                 theirs = mine
@@ -153,6 +126,7 @@ def push(
                 retry(lambda key=key, data=data: rstore.backend.write_bytes(key, data))
                 index.add([key])
                 report.meta += 1
+                report.requests += 1
         _push_tags(project, rstore, name, report)
         if verify_remote:
             from repro.maintenance import verify_remote as check_remote
@@ -169,6 +143,45 @@ def push(
             "or 'repro run --force' of the good bytes also heals them."
         )
     return report
+
+
+def _push_objects(
+    project: Project,
+    rstore: ObjectStore,
+    todo: list[str],
+    index: RemoteIndex,
+    jobs: int,
+    progress: Progress | None,
+    report: TransferReport,
+) -> None:
+    """Upload those of `todo` the remote lacks: small ones in packs, large ones loose or as
+    chunks (`repro.store.sync`), never an object that fails verification here."""
+    from repro.fetch import remote_inventory
+    from repro.store.sync import Meter, push_objects
+
+    local = project.cache
+    meter = Meter()
+    try:
+        inv = remote_inventory(rstore, report, meter)
+        lacking = [h for h in todo if not inv.has(h)]
+        index.add(h for h in todo if inv.has(h))
+        if progress is not None:
+            from repro.progress import start_phase
+
+            sizes = [local.object_size(h) or 0 for h in lacking]
+            start_phase(progress, "upload", len(lacking), sum(sizes))
+        res = push_objects(
+            rstore, lacking, inv, meter, local=local, jobs=jobs, retry=retry, progress=progress
+        )
+    finally:
+        report.requests += meter.requests
+        report.packs += meter.packs
+        report.wire_bytes += meter.bytes_up + meter.bytes_down
+    index.add(res.sent)
+    report.objects += len(res.sent)
+    report.bytes += res.bytes
+    report.corrupt += res.corrupt
+    report.failed += res.failed
 
 
 def _meta_ok(key: str, data: bytes) -> bool:

@@ -330,8 +330,8 @@ def ship_inputs(project: Project, remote: str, paths: list[str]) -> int:
     """Put on `remote` the objects of the project-relative `paths` (files, and folders with
     their trees) that it lacks; returns how many were uploaded. Each object is asked about at
     most once per process."""
+    from repro.execution.worker import send
     from repro.remote import remote_errors
-    from repro.store.layout import object_key
 
     store = _store(project, remote)
     files: dict[str, str] = {}
@@ -346,16 +346,18 @@ def ship_inputs(project: Project, remote: str, paths: list[str]) -> int:
     url = store.backend.url
     with _known_lock:
         known = set(_known.setdefault(url, set()))
+    files = {h: p for h, p in files.items() if h not in known}
+    trees = {h: t for h, t in trees.items() if h not in known}
+    if not files and not trees:
+        return 0
     with remote_errors(remote, url):
-        lacking = [h for h in sorted(files) if h not in known and not store.has(h)]
-        store.backend.put_files([(_source(project, h, files[h]), object_key(h)) for h in lacking])
-        for h, data in trees.items():  # a tree after its files: a tree present means complete
-            if h not in known and not store.has(h):
-                store.backend.write_bytes(object_key(h), data)
+        # Packs for the small objects, chunks for large ones: the worker's own sending code.
+        sources = {h: _source(project, h, p) for h, p in files.items()}
+        sent = send(store, sources, trees, f"stage inputs for remote '{remote}'")
     with _known_lock:
         _known[url].update(files)
         _known[url].update(trees)
-    return len(lacking)
+    return sent
 
 
 def _source(project: Project, h: str, path: str) -> str:

@@ -37,7 +37,6 @@ from repro.hashing.filehash import hash_file
 from repro.hashing.state import StateDB
 from repro.model import PathHash
 from repro.store.backend import LocalBackend, open_backend
-from repro.store.layout import object_key
 from repro.store.objects import ObjectStore
 
 WORKER_DIR_ENV = "REPRO_WORKER_DIR"
@@ -84,8 +83,7 @@ def run_manifest(
             return ExecResult(1, started, time.time(), error=problem, worker=worker)
         result = _run_command(req, ws, _mkdir(os.path.join(scratch, "logs")), cancelled, executor)
         result.worker = worker
-        result.stdout = _put_log(remote, result.stdout_path)
-        result.stderr = _put_log(remote, result.stderr_path)
+        result.stdout, result.stderr = _put_logs(remote, result.stdout_path, result.stderr_path)
         result.stdout_path = result.stderr_path = None  # paths on this machine: not the client's
         if result.error or result.exit_code != 0 or (cancelled is not None and cancelled()):
             return result
@@ -178,32 +176,22 @@ def materialise(req: ExecRequest, remote: ObjectStore, cache: ObjectStore, ws: s
 
 
 def fetch(cache: ObjectStore, remote: ObjectStore, hashes: set[str], stage: str) -> None:
-    """Bring `hashes` into the worker's cache, each verified against its hash."""
-    local = cache.local
-    assert local is not None
-    todo = sorted(hashes - cache.verified_set(hashes))
-    if not todo:
+    """Bring `hashes` into the worker's cache, each verified against its hash, from the
+    remote's packs, loose objects or chunked ones (`repro.store.sync`)."""
+    from repro.store.sync import Meter, fetch_objects, inventory
+
+    if not hashes - cache.verified_set(hashes):
         return
-    tmps = {h: local.tmp_path() for h in todo}
-    try:
-        found = remote.backend.get_files([(object_key(h), tmps[h]) for h in todo])
-        for h, there in zip(todo, found, strict=True):
-            if not there:
-                raise WorkerError(
-                    f"stage '{stage}': input object {h} is not on the remote "
-                    f"{remote.backend.url} (was it pushed?)"
-                )
-            if hash_file(tmps[h]) != h:
-                raise WorkerError(
-                    f"stage '{stage}': object {object_key(h)} on the remote is corrupted "
-                    "(its content does not match its hash); it was not used"
-                )
-            os.chmod(tmps[h], 0o444)
-            os.replace(tmps[h], local.ensure_parent(object_key(h)))
-    finally:
-        for tmp in tmps.values():
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    meter = Meter()
+    res = fetch_objects(cache, remote, hashes, inventory(remote, meter, list_loose=False), meter)
+    if res.corrupt:
+        raise WorkerError(f"stage '{stage}': {res.corrupt[0].rstrip('.')}")
+    missing = sorted(hashes - res.got)
+    if missing:
+        raise WorkerError(
+            f"stage '{stage}': input object {missing[0]} is not on the remote "
+            f"{remote.backend.url} (was it pushed?)"
+        )
 
 
 def _place(cache: ObjectStore, h: str, dst: str, executable: bool) -> None:
@@ -292,13 +280,13 @@ def _run_command(
     return result
 
 
-def _put_log(remote: ObjectStore, path: str | None) -> str | None:
-    if not path or not os.path.exists(path):
-        return None
-    h = hash_file(path)
-    if not remote.has(h):
-        remote.backend.put_file(path, object_key(h))
-    return h
+def _put_logs(remote: ObjectStore, *paths: str | None) -> list[str | None]:
+    """Upload the log files that exist (what the remote lacks); their hashes, None for none."""
+    hashes = [hash_file(p) if p and os.path.exists(p) else None for p in paths]
+    files = {h: p for h, p in zip(hashes, paths, strict=True) if h is not None and p}
+    if files:
+        send(remote, files, {}, "the stage's logs")
+    return hashes
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -325,12 +313,26 @@ def store_outputs(
         else:
             files[r.hash] = path
         outs[p] = PathHash.of(r).to_dict()
-    lacking = [h for h in sorted(files) if not remote.has(h)]
-    remote.backend.put_files([(files[h], object_key(h)) for h in lacking])
-    for h, data in trees.items():  # trees after their files: a tree present means complete
-        if not remote.has(h):
-            remote.backend.write_bytes(object_key(h), data)
+    send(remote, files, trees, f"stage '{req.stage}'")
     return outs, None
+
+
+def send(remote: ObjectStore, files: dict[str, str], trees: dict[str, bytes], what: str) -> int:
+    """Put on `remote` the objects it lacks: `files` (hash -> a local file just hashed) first,
+    then `trees` (hash -> encoded tree): a tree present means its files are. Small objects go
+    in packs, large ones loose or chunked (`repro.store.sync`). Returns how many were sent."""
+    from repro.store.sync import Meter, inventory, push_objects
+
+    meter = Meter()
+    inv = inventory(remote, meter)
+    sent = 0
+    for paths, blobs in ((files, {}), ({}, trees)):
+        res = push_objects(remote, set(paths) | set(blobs), inv, meter, paths=paths, blobs=blobs)
+        if res.corrupt or res.failed:
+            bad = (res.corrupt + res.failed)[0]
+            raise WorkerError(f"{what}: {bad} changed while it was uploaded or failed to upload")
+        sent += len(res.sent)
+    return sent
 
 
 # -- small helpers -----------------------------------------------------------------------------
