@@ -95,6 +95,13 @@ def refresh_data(
     it was recorded is stored and becomes the recorded version (the lock is updated in memory;
     the caller writes it); content absent from the workspace is put back from the cache,
     fetched from `remote` first when the cache lacks it. A dry run only says what it would do."""
+    with project.cache.batch():  # what is stored is published before the lock names it
+        return _refresh_data(project, lock, paths, dry_run, remote)
+
+
+def _refresh_data(
+    project: Project, lock: Lock, paths: list[str], dry_run: bool, remote: str | None
+) -> list[DataChange]:
     changes = []
     for rel in paths:
         locked = lock.data.get(rel)
@@ -182,9 +189,10 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
     if progress is not None:
         start_phase(progress, "store", sum(len(r.files) for r in results), _size(results))
     added = []
-    for rel, r in zip(rels, results, strict=True):
-        added.append(Added(rel, PathHash.of(r), check_in(project, r)))
-        advance(progress, len(r.files), r.size)
+    with project.cache.batch():  # small files of every path go into packs, published here
+        for rel, r in zip(rels, results, strict=True):
+            added.append(Added(rel, PathHash.of(r), check_in(project, r)))
+            advance(progress, len(r.files), r.size)
     doc = load_rt(project.spec_path)
     data = doc.get("data")
     if data is None:

@@ -172,8 +172,6 @@ def _workspace(project: Project) -> Version:
 
 def _stored(project: Project, name: str, snap: Snapshot) -> Version:
     """A state from a snapshot (or a lock): files come from the cache, verified."""
-    from repro.readfile import read_bytes
-
     entries: dict[str, dict[str, Any]] = {**snap.files, **snap.data, **snap.outputs()}
     version = Version(name, lambda rel, limit: None)
 
@@ -198,7 +196,7 @@ def _stored(project: Project, name: str, snap: Snapshot) -> Version:
             h, size = found
             if size > limit:
                 raise SpecError(f"{label}: is {size:,} bytes; plots read files up to {limit:,}.")
-            return read_bytes(project.cache.verified_path(h), label, limit)
+            return project.cache.get_bytes(h)  # packed or loose; its size checked above
         except MissingObjectError:
             version.notes.append(f"{label}: not in the cache ('repro pull' may fetch it)")
             return None

@@ -19,7 +19,9 @@ from repro.hashing.tree import TreeEntry
 from repro.model import PathHash  # lived here; signatures and the planner use it too
 from repro.project import Project
 from repro.safety import safe_rel
-from repro.store.objects import ObjectStore
+from repro.store.links import write_file
+from repro.store.objects import PACK_MIN_FILES, ObjectStore
+from repro.store.packs import PACK_MAX_OBJECT
 
 
 @dataclass
@@ -38,21 +40,27 @@ def check_in(
     """Store every file of `result` (and its tree) in the cache; return how many were new.
 
     With `link`, files enter the local cache by hardlink (no second copy of the bytes) and the
-    stat cache entries of the workspace files are moved to their new ctime.
+    stat cache entries of the workspace files are moved to their new ctime. Inside the cache's
+    `batch()` (repro add, a stage's outputs), the small files of a path with PACK_MIN_FILES or
+    more of them are copied into a pack instead (one write for thousands) and stay ordinary
+    writable files; a handful stays loose, as before packs.
     """
     cache = cache or project.cache
     new = 0
     moved: list[tuple[str, StatKey, StatKey]] = []
     verified: list = []  # stat-cache rows of new objects, written in one transaction
     rows = cache.batch_rows(len(result.files))  # objects already there are verified cheaply
-    for f in result.files:
-        if cache.put_file(f.abs, f.hash, f.executable, link, verified, rows):
-            new += 1
-            if link and verified and verified[-1][1].ino == f.key.ino:
-                # Linked: the workspace file is the object's inode, and has its new stat.
-                moved.append((f.abs, f.key, verified[-1][1]))
-    if result.tree is not None:
-        cache.put_tree(result.tree)
+    small = sum(1 for f in result.files if f.key.size < PACK_MAX_OBJECT)
+    with cache.loose() if small < PACK_MIN_FILES else contextlib.nullcontext():
+        for f in result.files:
+            before = len(verified)
+            if cache.put_file(f.abs, f.hash, f.executable, link, verified, rows, f.key.size):
+                new += 1
+                if link and len(verified) > before and verified[-1][1].ino == f.key.ino:
+                    # Linked: the workspace file is the object's inode, and has its new stat.
+                    moved.append((f.abs, f.key, verified[-1][1]))
+        if result.tree is not None:
+            cache.put_tree(result.tree)
     project.state.put_many(verified)
     restat(project.state, moved)
     if result.is_dir and moved:
@@ -202,28 +210,73 @@ def _prune_empty_dirs(root: str) -> None:
 def _place(
     project: Project, cache: ObjectStore, todo: list[tuple[str, TreeEntry]], report: CheckoutReport
 ) -> None:
-    """Put each object at its path and record the result in the stat cache."""
-    made: dict[str, int] = {}  # parent folder -> its device
-    records = []
-    checked = now_ns()
-    sources = cache.verified_paths({e.hash for _, e in todo}) if todo else {}
+    """Put each object at its path and record the result in the stat cache. Packed objects are
+    read pack by pack (one open per pack) and written as new files; loose ones are linked or
+    copied by the configured methods. Every object is checked to be there before any file is
+    written (a missing one changes nothing)."""
+    if not todo:
+        return
+    placer = _Placer(project, report)
+    wanted = {e.hash for _, e in todo}
+    packed = cache.packed_verified(wanted)
+    sources = cache.verified_paths(wanted - packed)  # raises for a missing or corrupt object
+    by_hash: dict[str, list[tuple[str, TreeEntry]]] = {}
     for dst, e in todo:
+        if e.hash in packed:
+            by_hash.setdefault(e.hash, []).append((dst, e))
+        else:
+            placer.link(cache, dst, e, sources[e.hash])
+    try:
+        for h, data in cache.read_many(by_hash):
+            if data is None:  # damaged since it was checked: a loose copy, or one sentence
+                src = cache.verified_path(h)
+                for dst, e in by_hash[h]:
+                    placer.link(cache, dst, e, src)
+                continue
+            for dst, e in by_hash[h]:
+                placer.write(dst, e, data)
+    finally:
+        project.state.put_many(placer.records)
+
+
+class _Placer:
+    """Writes checked-out files into the workspace: each parent folder checked and made once,
+    a folder in a file's way removed, the new file's stat recorded for the stat cache."""
+
+    def __init__(self, project: Project, report: CheckoutReport) -> None:
+        self.project = project
+        self.report = report
+        self.made: dict[str, int] = {}  # parent folder -> its device
+        self.records: list = []
+        self.checked = now_ns()
+
+    def _prepare(self, dst: str) -> int:
         parent = os.path.dirname(dst)
-        if parent not in made:
-            project.boundary.check_write(dst, "workspace")
+        dev = self.made.get(parent)
+        if dev is None:
+            self.project.boundary.check_write(dst, "workspace")
             if os.path.lexists(parent) and not os.path.isdir(parent):
                 os.unlink(parent)
             os.makedirs(parent, exist_ok=True)
-            made[parent] = os.stat(parent).st_dev
+            dev = self.made[parent] = os.stat(parent).st_dev
         if os.path.isdir(dst) and not os.path.islink(dst):
             remove_path(dst)
-        method = cache.checkout_file(e.hash, dst, e.executable, sources[e.hash], made[parent])
+        return dev
+
+    def link(self, cache: ObjectStore, dst: str, e: TreeEntry, src: str) -> None:
+        dev = self._prepare(dst)
+        method = cache.checkout_file(e.hash, dst, e.executable, src, dev)
         key = StatKey.of(os.stat(dst))
-        records.append((dst, key, e.hash, checked))
+        self.records.append((dst, key, e.hash, self.checked))
         if method == "hardlink":  # the object is that inode: its ctime moved with the new link
-            records.append((sources[e.hash], key, e.hash, checked))
-        report.placed += 1
-    project.state.put_many(records)
+            self.records.append((src, key, e.hash, self.checked))
+        self.report.placed += 1
+
+    def write(self, dst: str, e: TreeEntry, data: bytes) -> None:
+        self._prepare(dst)
+        write_file(dst, data, e.executable)
+        self.records.append((dst, StatKey.of(os.stat(dst)), e.hash, self.checked))
+        self.report.placed += 1
 
 
 @dataclass

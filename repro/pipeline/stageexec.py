@@ -288,11 +288,12 @@ class StageExecution:
         factory = self.progress if self.jobs == 1 else None
         if factory is None:  # no display, or stages at once: their bars would interleave
             outs = {}
-            for o in stage.outs:
-                r = self.project.hasher.hash_path(self.project.abs(o.path), files=True)
-                if o.cache:
-                    check_in(self.project, r, link=link)
-                outs[o.path] = PathHash.of(r)
+            with self.project.cache.batch():  # small files into one pack, published here
+                for o in stage.outs:
+                    r = self.project.hasher.hash_path(self.project.abs(o.path), files=True)
+                    if o.cache:
+                        check_in(self.project, r, link=link)
+                    outs[o.path] = PathHash.of(r)
             return outs
         if self.echo is not None:  # the stage's own output first, whole, then the display
             self.echo.flush()
@@ -317,11 +318,12 @@ class StageExecution:
             start_phase(
                 progress, "store", sum(len(r.files) for r in cached), sum(r.size for r in cached)
             )
-        for o, r in results:
-            if o.cache:
-                check_in(self.project, r, link=link)
-                if progress is not None:
-                    advance(progress, len(r.files), r.size)
+        with self.project.cache.batch():  # small files into one pack, published here
+            for o, r in results:
+                if o.cache:
+                    check_in(self.project, r, link=link)
+                    if progress is not None:
+                        advance(progress, len(r.files), r.size)
         return {o.path: PathHash.of(r) for o, r in results}
 
     def _execute(self, stage: Stage, inputs: StageInputs, out: StageOutcome) -> None:

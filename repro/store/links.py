@@ -138,3 +138,25 @@ def place(
                 continue
             raise
     raise OSError(f"no link method in {methods} could place {dst}")
+
+
+def write_file(dst: str, data: bytes | memoryview, executable: bool) -> None:
+    """Make `dst` a new, writable file holding `data` (a packed object checked out): written
+    under a temporary name beside it, then renamed over whatever is there. Its parent folder
+    must exist."""
+    mode = 0o755 if executable else 0o644
+    tmp = _tmp_beside(dst)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)  # the umask must not take bits the tree records
+        finally:
+            os.close(fd)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -203,6 +203,10 @@ class PackWriter:
     def full(self) -> bool:
         return self.size >= self.target
 
+    def flush(self) -> None:
+        """Push what was added so far to the file (a reader may then read it back)."""
+        self._f.flush()
+
     def finish(self, fsync: bool = True) -> tuple[str, PackIndex]:
         """Close the pack file; returns (pack id, its index). The file stays at `self.path`."""
         self._f.flush()
