@@ -75,9 +75,18 @@ class RemoteIndex:
         }
 
     def add(self, keys: Iterable[str]) -> None:
-        self.state.execute_many(
-            "INSERT OR IGNORE INTO remote_index VALUES (?, ?)", [(self.url, k) for k in keys]
-        )
+        """Remember `keys`, 20,000 rows a transaction (memory flat for a million keys)."""
+        rows: list[tuple[str, str]] = []
+        for k in keys:
+            rows.append((self.url, k))
+            if len(rows) >= 20_000:
+                self._insert(rows)
+                rows = []
+        if rows:
+            self._insert(rows)
+
+    def _insert(self, rows: list[tuple[str, str]]) -> None:
+        self.state.execute_many("INSERT OR IGNORE INTO remote_index VALUES (?, ?)", rows)
 
     def clear(self) -> None:
         self.state.execute_many("DELETE FROM remote_index WHERE url=?", [(self.url,)])

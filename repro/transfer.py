@@ -98,8 +98,10 @@ def push(
     local = project.cache
     report = TransferReport(name)
     with remote_errors(name, rstore.backend.url):
-        want = local.closure(lock_roots(project, targets)) if targets else local.all_hashes()
-        want = {h for h in want if local.has(h)}
+        if targets:
+            want = {h for h in local.closure(lock_roots(project, targets)) if local.has(h)}
+        else:
+            want = local.all_hashes()  # present ones only: no per-object check needed
         index = RemoteIndex(project, rstore.backend.url)
         known = index.keys()
         if want - known:  # something may be missing there: ask the remote (a few requests)
@@ -168,8 +170,8 @@ def _push_objects(
         if progress is not None:
             from repro.progress import start_phase
 
-            sizes = [local.object_size(h) or 0 for h in lacking]
-            start_phase(progress, "upload", len(lacking), sum(sizes))
+            total = sum(local.object_size(h) or 0 for h in lacking)
+            start_phase(progress, "upload", len(lacking), total)
         res = push_objects(
             rstore, lacking, inv, meter, local=local, jobs=jobs, retry=retry, progress=progress
         )

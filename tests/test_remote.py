@@ -14,7 +14,7 @@ import pytest
 
 from repro.errors import CorruptObjectError
 from repro.project import Project
-from tests.conftest import AWS_ENV, git, run_cli, snapshot_tree, write
+from tests.conftest import AWS_ENV, git, one_error, run_cli, snapshot_tree, write
 
 SPEC = """\
 stages:
@@ -153,27 +153,72 @@ def test_concurrent_pushes_do_not_corrupt_each_other(tmp_path, remote_url) -> No
     assert fsck["ok"] and fsck["checked"] >= 41
 
 
+def damage_copy(store, h: str) -> tuple[str, object]:
+    """Flip one byte of the remote's copy of object `h` where it lives today: inside its pack
+    (index intact) or its loose file. Returns the key of that copy and a function that puts
+    the original bytes back."""
+    from repro.store.layout import object_key
+    from repro.store.packs import pack_key
+    from repro.store.packstore import load_packset
+
+    locs = load_packset(store.backend, store.name).locate(h)
+    key, at = (pack_key(locs[-1].pack_id), locs[-1].offset + 3) if locs else (object_key(h), 3)
+    good = store.backend.read_bytes(key)
+    bad = bytearray(good)
+    bad[at] ^= 0xFF
+    store.backend.write_bytes(key, bytes(bad))
+    return key, lambda: store.backend.write_bytes(key, good)
+
+
 def test_corrupted_remote_object_is_reported_and_never_used(tmp_path, remote_url) -> None:
+    """A damaged copy on the remote, wherever an object lives there (inside a pack, a loose
+    large object, a chunk of a chunked one): pull says so in one sentence naming the remote
+    and the key, never uses it, nothing corrupt enters the cache, and fsck names the copy."""
+    import json
+    import random
+
+    from repro.canonical import hash_bytes
+    from repro.remote import open_remote
+    from repro.store.chunks import Manifest, manifest_key
+
     url, opts = remote_url
     origin, counter = make_origin(tmp_path, url, opts)
     cli_at(origin, "run", env={"COUNTER": counter}, ok=True)
+    rng = random.Random(15)
+    large, huge = rng.randbytes(2 << 20), rng.randbytes(6 << 20)  # loose; chunked
+    write(origin, "large.bin", large)
+    write(origin, "huge.bin", huge)
+    for i in range(12):  # enough small objects to make a pack
+        write(origin, f"texts/{i}.txt", f"text {i}\n" * (i + 1))
+    cli_at(origin, "add", "large.bin", "huge.bin", "texts", ok=True)
     cli_at(origin, "push", ok=True)
-    import json
-
-    from repro.remote import open_remote
-
     lock = json.loads(Path(origin, "repro.lock").read_text())
-    h = lock["stages"]["train"]["outs"]["model.bin"]["hash"]
-    key = f"objects/{h[:2]}/{h[2:]}"
+    model = lock["stages"]["train"]["outs"]["model.bin"]["hash"]
     _, store = open_remote(Project(origin), "origin")
-    store.backend.write_bytes(key, b"garbage")
-    b = clone(origin, tmp_path / "clone")
-    r = cli_at(b, "pull")
-    assert r.code == 1 and key in r.err and "corrupted" in r.err
-    assert not Project(b).cache.has(h)
-    assert not os.path.exists(os.path.join(b, "model.bin"))
-    f = cli_at(origin, "fsck", "--remote", "origin", "--json")
-    assert f.code == 1 and key in f.json()["corrupt"]
+    h_huge = hash_bytes(huge)
+    m = Manifest.decode(store.backend.read_bytes(manifest_key(h_huge)), h_huge, "test")
+    chunk = m.chunks[1][0]
+    text = hash_bytes(b"text 3\n" * 4)
+    cases = [  # (its path, object pulled, the copy damaged, the key the error names)
+        ("texts/3.txt", text, text, None),
+        ("model.bin", model, model, None),
+        ("large.bin", hash_bytes(large), hash_bytes(large), None),
+        ("huge.bin", h_huge, chunk, manifest_key(h_huge)),
+    ]
+    for n, (path, h, damaged, named) in enumerate(cases):
+        key, undo = damage_copy(store, damaged)
+        assert n or key.startswith("packs/"), key  # the first copy damaged lives in a pack
+        b = clone(origin, tmp_path / f"clone{n}")
+        err = one_error(cli_at(b, "pull"))
+        assert "remote 'origin'" in err and (named or key) in err and "corrupted" in err, err
+        assert named is None or damaged in err, err
+        cache = Project(b).cache
+        assert not cache.has(h), path
+        assert all(cache.verify(x) for x in cache.all_hashes())
+        assert not os.path.exists(os.path.join(b, path))
+        f = cli_at(origin, "fsck", "--remote", "origin", "--json")
+        assert f.code == 1 and any(key in k for k in f.json()["corrupt"]), (path, f.out)
+        undo()
 
 
 def test_python_api_on_memory_remote(tmp_path) -> None:

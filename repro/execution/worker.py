@@ -320,11 +320,13 @@ def store_outputs(
 def send(remote: ObjectStore, files: dict[str, str], trees: dict[str, bytes], what: str) -> int:
     """Put on `remote` the objects it lacks: `files` (hash -> a local file just hashed) first,
     then `trees` (hash -> encoded tree): a tree present means its files are. Small objects go
-    in packs, large ones loose or chunked (`repro.store.sync`). Returns how many were sent."""
-    from repro.store.sync import Meter, inventory, push_objects
+    in packs, large ones loose or chunked (`repro.store.sync`). What the remote holds comes
+    from this process's inventory of it (`shared_inventory`: `objects/` is not listed again
+    for every stage). Returns how many were sent."""
+    from repro.store.sync import Meter, push_objects, shared_inventory
 
     meter = Meter()
-    inv = inventory(remote, meter)
+    inv = shared_inventory(remote, meter)
     sent = 0
     for paths, blobs in ((files, {}), ({}, trees)):
         res = push_objects(remote, set(paths) | set(blobs), inv, meter, paths=paths, blobs=blobs)

@@ -18,7 +18,12 @@ Why: one request per object makes 20,000 small files 20,000 requests each way. H
   (neighbours merged); a chunked object is assembled streaming into a temporary file (memory
   stays flat) and verified whole before it enters the cache; a loose one is downloaded and
   verified. Everything read from a remote is untrusted: a damaged copy is refused with one
-  sentence naming the remote and key, and nothing corrupt lands in the cache.
+  sentence naming the remote and key, and nothing corrupt lands in the cache. A packed copy
+  that fails is retried from another pack's copy, then from a loose copy (what a repair or
+  `push --verify-remote` uploads over a damaged pack) before it is reported.
+- **A worker** pushing once per stage takes its inventory once per process
+  (`shared_inventory`); **a remote gc** keeps the chunks of live chunked objects and drops
+  dead manifests (`manifest_liveness`).
 
 Requests and bytes are counted on a `Meter`, which push/pull report (`--json`).
 """
@@ -28,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -74,6 +81,8 @@ PACK_MIN_OBJECTS = 8
 WHOLE_PACK_FRACTION = 0.5
 # A chunked object is assembled this many bytes of chunks at a time (memory stays flat).
 ASSEMBLY_WINDOW = 32 << 20
+# A push verifies, sizes and reads this many objects at a time (memory flat in their count).
+PUSH_BATCH = 4096
 
 
 def _once(fn: Callable[[], T]) -> T:
@@ -191,10 +200,91 @@ def inventory(
 
 
 def forget_indexes(url: str) -> None:
-    """Drop the indexes remembered for remote `url` (after a repack or gc there)."""
+    """Drop the indexes (and the pusher's inventory) remembered for remote `url` (after a
+    repack or gc there)."""
     with _INDEXES_LOCK:
         for key in [k for k in _INDEXES if k[0] == url]:
             del _INDEXES[key]
+        _SHARED.pop(url, None)
+
+
+# A pusher's inventory per remote url for this process, and when it was taken (monotonic).
+_SHARED: dict[str, tuple[float, Inventory]] = {}
+SHARED_MAX_AGE = 300.0
+
+
+def shared_inventory(remote: ObjectStore, meter: Meter, retry: Retry = _once) -> Inventory:
+    """An inventory of `remote` kept for this process (one per remote URL), for a pusher that
+    runs many times against one remote: a worker's `send`, once per stage, then lists
+    `objects/` once, not per stage. For pushing only, where staleness is safe: what this
+    process sends is added to it (`push_objects` records its own writes in `added`), and an
+    object another process sent after it was taken looks absent and is sent again (the same
+    bytes, a wasted upload, never a lost one). A fetch must not use it (an object pushed since
+    would look missing). Taken again after SHARED_MAX_AGE seconds, when it holds refused
+    (damaged) indexes, and after `forget_indexes(url)` (a gc or repack there, which may have
+    removed what it lists)."""
+    url = remote.backend.url
+    with _INDEXES_LOCK:
+        got = _SHARED.get(url)
+    if got is not None and time.monotonic() - got[0] < SHARED_MAX_AGE:
+        return got[1]
+    taken = time.monotonic()
+    inv = inventory(remote, meter, retry)
+    if not inv.refused:
+        with _INDEXES_LOCK:
+            _SHARED[url] = (taken, inv)
+    return inv
+
+
+def manifest_liveness(
+    backend: Backend, live: set[str], source: str, jobs: int = 8
+) -> tuple[set[str], list[str]]:
+    """For a gc of the remote `backend`: (the chunks that must stay alive, the manifest keys
+    that are dead). `live` is the set of object hashes the gc keeps; `source` names the remote
+    in messages. An object stored chunked is only its manifest plus its chunks, and a chunk is
+    an ordinary object (loose or packed) that no tree or lock names: without this, a gc would
+    delete every chunk of every live large object.
+
+    - Every `manifests/<hash>` of a live object is read (in parallel, `jobs` at once; one
+      request each, and chunked objects are 4 MiB and more, so they are few) and the chunks it
+      names are returned: the gc adds them to what it keeps.
+    - A manifest whose object is not live is dead: its key is returned (sorted) for the gc to
+      delete, manifest first, then the chunks no live manifest names (they are simply not in
+      the first set). A chunk shared with a live object stays: it is in the first set.
+    - A live object's manifest that cannot be read or fails its checks names no chunks and is
+      not dead either (fsck reports it; `fsck --repair` or `push --verify-remote` sends the
+      object again). Keys in `manifests/` that name no hash (a temporary file of a writer)
+      are neither.
+    """
+    try:
+        keys = list(backend.list(MANIFESTS))
+    except FileNotFoundError:
+        return set(), []
+    dead: list[str] = []
+    wanted: list[str] = []
+    for key in keys:
+        h = manifest_hash_of_key(key)
+        if h is None:
+            continue
+        if h in live:
+            wanted.append(h)
+        else:
+            dead.append(key)
+    chunks: set[str] = set()
+
+    def read(h: str) -> Manifest | None:
+        try:
+            key = manifest_key(h)
+            return Manifest.decode(backend.read_bytes(key), h, f"{source}: {key}")
+        except (FileNotFoundError, UntrustedInputError, NewerFormatError):
+            return None
+
+    if wanted:
+        with ThreadPoolExecutor(max(1, min(jobs, len(wanted)))) as pool:
+            for m in pool.map(read, wanted):
+                if m is not None:
+                    chunks.update(c for c, _ in m.chunks)
+    return chunks, sorted(dead)
 
 
 # -- the local store's side -------------------------------------------------------------------
@@ -231,20 +321,28 @@ class _Uploads:
     def __init__(self, jobs: int) -> None:
         self.pool = ThreadPoolExecutor(max(1, jobs))
         self.limit = max(2, jobs * 2)
-        self.pending: list[tuple[Future, list[str], Callable[[], None]]] = []
+        self.pending: list[tuple[Future, list[str], Callable[[], None], int]] = []
         self.done: set[str] = set()
         self.failed: list[str] = []
+        self.bytes = 0  # content bytes of the objects (not chunks) of the uploads that succeeded
 
-    def submit(self, fn: Callable[[], None], hashes: list[str], cleanup: Callable[[], None]):
+    def submit(
+        self,
+        fn: Callable[[], None],
+        hashes: list[str],
+        cleanup: Callable[[], None],
+        content: int = 0,
+    ) -> None:
         while len(self.pending) >= self.limit:
             self._wait_one()
-        self.pending.append((self.pool.submit(fn), hashes, cleanup))
+        self.pending.append((self.pool.submit(fn), hashes, cleanup, content))
 
     def _wait_one(self) -> None:
-        fut, hashes, cleanup = self.pending.pop(0)
+        fut, hashes, cleanup, content = self.pending.pop(0)
         try:
             fut.result()
             self.done.update(hashes)
+            self.bytes += content
         except (OSError, ConnectionError, TimeoutError):
             self.failed += hashes
         finally:
@@ -316,7 +414,15 @@ class _Packer:
         for h, data, show in waiting:
             shown = self.progress if show else None
             _send_loose(
-                self.remote, h, data, self.local_tmp, self.uploads, self.meter, self.retry, shown
+                self.remote,
+                h,
+                data,
+                self.local_tmp,
+                self.uploads,
+                self.meter,
+                self.retry,
+                shown,
+                obj=show,
             )
 
     def flush(self) -> None:
@@ -338,7 +444,7 @@ class _Packer:
             if self.progress is not None and count:
                 self.progress(count, content)
 
-        self.uploads.submit(up, hashes, _unlink(w.path))
+        self.uploads.submit(up, hashes, _unlink(w.path), content)
 
 
 def _publish(backend: Backend, tmp: str, pid: str, index: PackIndex, retry: Retry) -> None:
@@ -376,43 +482,43 @@ def push_objects(
     from `blobs` (in memory), `paths` (a local file the caller just hashed) or the `local`
     store (verified first: a corrupt object is reported by key and never sent). Small objects
     are re-hashed as they are read (never a wrong byte into a pack); large ones chunked are
-    hashed while chunked, and a file that no longer matches gets no manifest."""
+    hashed while chunked, and a file that no longer matches gets no manifest.
+
+    Memory stays flat in the object count beyond the sorted list of hashes to send and the
+    set of those sent: objects are verified, sized and read PUSH_BATCH at a time (no size or
+    verification record per object is kept), and the content bytes sent are counted per
+    upload as it completes."""
     paths, blobs = paths or {}, blobs or {}
     progress = _serialised(progress)
     out = PushResult()
     todo = sorted({h for h in hashes if not inv.has(h)})
-    from_store = {h for h in todo if h not in blobs and h not in paths}
-    if from_store:
-        assert local is not None
-        good = local.verified_set(from_store)
-        out.corrupt = [object_key(h) for h in sorted(from_store - good)]
-        todo = [h for h in todo if h not in from_store or h in good]
-    sizes: dict[str, int] = {}
-    for h in todo:
-        if h in blobs:
-            sizes[h] = len(blobs[h])
-        elif h in paths:
-            sizes[h] = os.path.getsize(paths[h])
-        else:
-            n = local.object_size(h)  # type: ignore[union-attr]
-            if n is None:
-                out.corrupt.append(object_key(h))
-                continue
-            sizes[h] = n
-    small = [h for h in sizes if sizes[h] < PACK_MAX_OBJECT]
     local_tmp = _tmp_for(local) if local is not None else _tmp_for(remote)
     uploads = _Uploads(jobs)
-    pack_tmp = _pack_tmp(remote, local_tmp)
-    packer = _Packer(remote, pack_tmp, local_tmp, uploads, meter, retry, progress)
+    packer = _Packer(
+        remote, _pack_tmp(remote, local_tmp), local_tmp, uploads, meter, retry, progress
+    )
     manifests: list[Manifest] = []
-    queued = set(small)
+    large: list[tuple[str, int]] = []  # objects of PACK_MAX_OBJECT and more: few, sent last
+    bad: set[str] = set()  # todo objects not sent (corrupt here): a chunk never counts on them
+    chunks: set[str] = set()  # chunks queued (a repeat, here or in another file, is sent once)
     try:
-        for h, data in _small_bytes(small, local, paths, blobs):
-            if data is None or hash_bytes(data) != h:
-                out.corrupt.append(object_key(h))
-            else:
-                packer.add(h, data)
-        for h in sorted(set(sizes) - set(small)):
+        for i in range(0, len(todo), PUSH_BATCH):
+            small: list[str] = []
+            for h, n in _sized(todo[i : i + PUSH_BATCH], local, paths, blobs, bad):
+                if n < PACK_MAX_OBJECT:
+                    small.append(h)
+                else:
+                    large.append((h, n))
+            for h, data in _small_bytes(small, local, paths, blobs):
+                if data is None or hash_bytes(data) != h:
+                    bad.add(h)
+                else:
+                    packer.add(h, data)
+
+        def queued(ch: str) -> bool:  # a chunk that is also a small object already packed
+            return ch not in bad and _in_sorted(todo, ch)
+
+        for h, size in large:
             if h in blobs:
                 _send_loose(remote, h, blobs[h], local_tmp, uploads, meter, retry, progress)
                 continue
@@ -420,29 +526,61 @@ def push_objects(
             if src is None:  # not loose locally: read it whole (a rare mid-size object)
                 data = local.get_bytes(h)  # type: ignore[union-attr]
                 _send_loose(remote, h, data, local_tmp, uploads, meter, retry, progress)
-            elif sizes[h] >= CHUNK_MIN:
+            elif size >= CHUNK_MIN:
                 m = _send_chunked(
-                    remote, h, src, inv, packer, queued, local_tmp, uploads, meter, retry
+                    remote, h, src, inv, packer, chunks, queued, local_tmp, uploads, meter, retry
                 )
                 if m is None:
-                    out.corrupt.append(object_key(h))
+                    bad.add(h)
                 else:
                     manifests.append(m)
             else:
-                _send_file(remote, h, src, sizes[h], uploads, meter, retry, progress)
+                _send_file(remote, h, src, size, uploads, meter, retry, progress)
         packer.close()
     finally:
         if packer.writer is not None:
             packer.writer.abort()
         uploads.finish()
     failed = set(uploads.failed)
-    done = set(uploads.done)
-    _send_manifests(remote, manifests, failed, done, inv, meter, jobs, retry, progress)
+    done = uploads.done
+    out.bytes = uploads.bytes + _send_manifests(
+        remote, manifests, failed, done, inv, meter, jobs, retry, progress
+    )
     inv.added.update(done)
-    out.failed = sorted(failed & set(sizes))
-    out.sent = {h for h in sizes if h in done}
-    out.bytes = sum(sizes[h] for h in out.sent)
+    out.corrupt = [object_key(h) for h in sorted(bad)]
+    out.failed = sorted(h for h in failed if _in_sorted(todo, h))
+    out.sent = {h for h in done if _in_sorted(todo, h)}
     return out
+
+
+def _in_sorted(items: list[str], x: str) -> bool:
+    i = bisect_left(items, x)
+    return i < len(items) and items[i] == x
+
+
+def _sized(
+    batch: list[str],
+    local: ObjectStore | None,
+    paths: dict[str, str],
+    blobs: dict[str, bytes],
+    bad: set[str],
+) -> Iterator[tuple[str, int]]:
+    """(hash, size) of each object of `batch` that can be sent; one from the local store is
+    verified first (one stat-cache query for the batch), and one that fails goes to `bad`."""
+    from_store = [h for h in batch if h not in blobs and h not in paths]
+    good = set()
+    if from_store:
+        assert local is not None
+        good = local.verified_set(from_store)
+    for h in batch:
+        if h in blobs:
+            yield h, len(blobs[h])
+        elif h in paths:
+            yield h, os.path.getsize(paths[h])
+        elif h in good and (n := local.object_size(h)) is not None:  # type: ignore[union-attr]
+            yield h, n
+        else:
+            bad.add(h)
 
 
 def _serialised(progress: Progress | None) -> Progress | None:
@@ -487,11 +625,14 @@ def _send_loose(
     meter: Meter,
     retry: Retry,
     progress: Progress | None,
+    obj: bool = True,
 ) -> None:
+    """Send `data` as loose object `h`; `obj`: it is an object (its bytes count as content
+    sent), not a chunk."""
     path = tmp()
     with open(path, "wb") as f:
         f.write(data)
-    _send_file(remote, h, path, len(data), uploads, meter, retry, progress, _unlink(path))
+    _send_file(remote, h, path, len(data), uploads, meter, retry, progress, _unlink(path), obj)
 
 
 def _send_file(
@@ -504,6 +645,7 @@ def _send_file(
     retry: Retry,
     progress: Progress | None,
     cleanup: Callable[[], None] = lambda: None,
+    obj: bool = True,
 ) -> None:
     def up() -> None:
         retry(lambda: remote.backend.put_file(path, object_key(h)))
@@ -511,7 +653,7 @@ def _send_file(
         if progress is not None:
             progress(1, size)
 
-    uploads.submit(up, [h], cleanup)
+    uploads.submit(up, [h], cleanup, size if obj else 0)
 
 
 def _send_chunked(
@@ -521,20 +663,22 @@ def _send_chunked(
     inv: Inventory,
     packer: _Packer,
     queued: set[str],
+    packed: Callable[[str], bool],
     tmp: Callable[[], str],
     uploads: _Uploads,
     meter: Meter,
     retry: Retry,
 ) -> Manifest | None:
-    """Cut the file at `path` into chunks and queue those the remote lacks, hashing the whole
-    content in the same read; its manifest (None when the content is not `h` any more) is
-    written by the caller once every chunk is up."""
+    """Cut the file at `path` into chunks and queue those the remote lacks (not in `queued`,
+    the chunks already queued, nor `packed`: an object of this push with the same bytes),
+    hashing the whole content in the same read; its manifest (None when the content is not
+    `h` any more) is written by the caller once every chunk is up."""
     whole = content_hasher()
     chunks: list[tuple[str, int]] = []
     for ch, data in cut_file(path):
         whole.update(data)
         chunks.append((ch, len(data)))
-        if inv.has(ch) or ch in queued:
+        if inv.has(ch) or ch in queued or packed(ch):
             continue
         queued.add(ch)  # a repeat of this chunk (here or in another file) is sent once
         with meter._lock:
@@ -542,7 +686,7 @@ def _send_chunked(
         if len(data) < PACK_MAX_OBJECT:
             packer.add(ch, data, show=False)
         else:
-            _send_loose(remote, ch, data, tmp, uploads, meter, retry, None)
+            _send_loose(remote, ch, data, tmp, uploads, meter, retry, None, obj=False)
     if whole.hexdigest() != h:
         return None
     return Manifest(h, sum(n for _, n in chunks), chunks)
@@ -558,9 +702,10 @@ def _send_manifests(
     jobs: int,
     retry: Retry,
     progress: Progress | None,
-) -> None:
+) -> int:
     """Each manifest after all its chunks are up (a manifest present means complete); one
-    whose chunks failed is not written, and its object counts as failed."""
+    whose chunks failed is not written, and its object counts as failed. Returns the content
+    bytes of the objects whose manifest was written."""
     uploads = _Uploads(jobs)
     try:
         for m in manifests:
@@ -575,12 +720,13 @@ def _send_manifests(
                 if progress is not None:
                     progress(1, m.size)
 
-            uploads.submit(up, [m.hash], lambda: None)
+            uploads.submit(up, [m.hash], lambda: None, m.size)
     finally:
         uploads.finish()
     failed.update(uploads.failed)
     done.update(uploads.done)
     inv.manifests.update(uploads.done)
+    return uploads.bytes
 
 
 # -- fetch ----------------------------------------------------------------------------------------
@@ -635,7 +781,9 @@ def fetch_objects(
         elif h in inv.manifests:
             chunked.append(h)
     if by_pack:
-        _fetch_packed(local, remote, by_pack, inv, meter, jobs, retry, progress, out)
+        failed = _fetch_packed(local, remote, by_pack, inv, meter, jobs, retry, progress, out)
+        if failed:
+            _second_chance(local, remote, failed, inv, meter, jobs, retry, progress, out)
     if loose:
         _fetch_loose(local, remote, loose, meter, jobs, retry, progress, out)
     for h in chunked:
@@ -659,7 +807,17 @@ def _fetch_packed(
     retry: Retry,
     progress: Progress | None,
     out: FetchResult,
-) -> None:
+) -> dict[str, str]:
+    """Packed objects, pack by pack; returns those whose copy did not verify (hash -> the
+    sentence naming remote, pack and object), for `_second_chance`."""
+    failed: dict[str, str] = {}
+
+    def took(h: str, size: int, ok: bool, pid: str) -> None:
+        if ok:
+            _took(out, h, size, True, "", progress)
+        else:
+            failed[h] = _corrupt_sentence(_pack_source(remote, pid), h)
+
     whole: list[str] = []
     ranged: list[str] = []
     for pid, items in by_pack.items():
@@ -670,8 +828,12 @@ def _fetch_packed(
 
     def download(pid: str) -> str:
         path = tmp()
-        retry(lambda: remote.backend.get_file(pack_key(pid), path))
-        meter.add(1, down=os.path.getsize(path))
+        try:
+            retry(lambda: remote.backend.get_file(pack_key(pid), path))
+            meter.add(1, down=os.path.getsize(path))
+        except BaseException:
+            _unlink(path)()  # a partial download
+            raise
         return path
 
     def read(pid: str) -> list[tuple[str, bytes | None]]:
@@ -685,17 +847,20 @@ def _fetch_packed(
         for i in range(0, len(whole), max(1, jobs)):  # a wave of packs at a time: disk flat
             wave = whole[i : i + max(1, jobs)]
             futures = [(pid, pool.submit(download, pid)) for pid in wave]
-            for pid, fut in futures:
-                try:
-                    path = fut.result()
-                except FileNotFoundError:
-                    continue  # gone since the inventory: its objects stay missing
-                try:
-                    good = local.import_pack(path, inv.indexes[pid])
-                finally:
-                    _unlink(path)()
-                for h, loc in by_pack[pid]:
-                    _took(out, h, loc.length, h in good, _pack_source(remote, pid), progress)
+            try:
+                for pid, fut in futures:
+                    try:
+                        path = fut.result()
+                    except FileNotFoundError:
+                        continue  # gone since the inventory: its objects stay missing
+                    try:
+                        good = local.import_pack(path, inv.indexes[pid])
+                    finally:
+                        _unlink(path)()
+                    for h, loc in by_pack[pid]:
+                        took(h, loc.length, h in good, pid)
+            finally:
+                _drop_wave([fut for _, fut in futures])
         for i in range(0, len(ranged), max(1, jobs)):
             wave = ranged[i : i + max(1, jobs)]
             for pid, fut in [(pid, pool.submit(read, pid)) for pid in wave]:
@@ -703,7 +868,54 @@ def _fetch_packed(
                 for h, data in fut.result():
                     if data is not None:
                         local.put_bytes(data)
-                    _took(out, h, lengths[h], data is not None, _pack_source(remote, pid), progress)
+                    took(h, lengths[h], data is not None, pid)
+    return failed
+
+
+def _drop_wave(futures: list[Future]) -> None:
+    """After a wave of whole-pack downloads (one of them may have failed): the packs the
+    wave still holds downloaded, or is downloading, are removed, none left in tmp."""
+    for fut in futures:
+        if fut.cancel():
+            continue
+        try:
+            path = fut.result()
+        except Exception:  # it removed its own partial file
+            continue
+        _unlink(path)()
+
+
+def _second_chance(
+    local: ObjectStore,
+    remote: ObjectStore,
+    failed: dict[str, str],
+    inv: Inventory,
+    meter: Meter,
+    jobs: int,
+    retry: Retry,
+    progress: Progress | None,
+    out: FetchResult,
+) -> None:
+    """Objects whose packed copy did not verify: another pack's copy (a repack's, a heal's),
+    else a loose copy (what `push --verify-remote` and a repair upload over a damaged pack).
+    Only an object no copy of which verifies is reported (each refused copy named)."""
+    rest: list[str] = []
+    with _CountingReader(remote.backend, meter) as reader, local.batch():
+        for h in sorted(failed):
+            data = _other_copy(reader, h, inv)
+            if data is None:
+                rest.append(h)
+                continue
+            local.put_bytes(data)
+            _took(out, h, len(data), True, "", progress)
+    if not rest:
+        return
+    loose = FetchResult()
+    _fetch_loose(local, remote, rest, meter, jobs, retry, progress, loose)
+    out.got |= loose.got
+    out.objects += loose.objects
+    out.bytes += loose.bytes
+    out.corrupt += [failed[h] for h in rest if h not in loose.got] + loose.corrupt
 
 
 def _other_copy(reader: PackReader, h: str, inv: Inventory) -> bytes | None:
@@ -722,10 +934,14 @@ def _took(
         if progress is not None:
             progress(1, size)
     else:
-        out.corrupt.append(
-            f"{source}: object {h} in it is corrupted (its content does not match its hash); "
-            "it was not used."
-        )
+        out.corrupt.append(_corrupt_sentence(source, h))
+
+
+def _corrupt_sentence(source: str, h: str) -> str:
+    return (
+        f"{source}: object {h} in it is corrupted (its content does not match its hash); "
+        "it was not used."
+    )
 
 
 def _fetch_loose(
