@@ -13,7 +13,7 @@ import typer
 # The output helpers every command shares live below the app, where the fast path uses them too.
 from repro.cli_fast import emit_json as _emit_json
 from repro.cli_fast import err as _err  # noqa: F401
-from repro.cli_fast import human_bytes as _human_bytes  # noqa: F401
+from repro.cli_render import human_bytes as _human_bytes  # noqa: F401
 
 app = typer.Typer(
     name="repro",

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from repro.cli_render import human_bytes
+
 __all__ = ["emit_json", "err", "fast_command"]
 
 # The flags each fast command understands; anything else on its command line falls through.
@@ -108,16 +110,6 @@ def err(msg: str) -> None:
     sys.stderr.write(msg.rstrip() + "\n")
 
 
-def human_bytes(n: int) -> str:
-    """`n` bytes for people: binary units, one decimal."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 # -- repro status ----------------------------------------------------------------------------------
 def _status(names: list[str], as_json: bool, exit_code: bool) -> int:
     return _guarded(partial(_status_body, names, as_json, exit_code))
@@ -131,13 +123,19 @@ def _status_body(names: list[str], as_json: bool, exit_code: bool) -> int:
     if as_json:
         emit_json(rep.to_dict())
     else:
-        print_status(rep)
-        if not rep.stages and not rep.data:
-            print("no stages in repro.yaml")
-        else:
-            print(status_summary(rep))
-        print_missing_summary(rep)
+        print_status_report(rep)
     return 1 if exit_code and rep.stale else 0
+
+
+def print_status_report(rep: Any) -> None:
+    """`repro status` for people: each stage and tracked path, the summary line, and what the
+    local cache lacks."""
+    print_status(rep)
+    if not rep.stages and not rep.data:
+        print("no stages in repro.yaml")
+    else:
+        print(status_summary(rep))
+    print_missing_summary(rep)
 
 
 def print_status(rep: Any) -> None:

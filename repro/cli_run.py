@@ -14,12 +14,7 @@ from repro.cli_app import (
     _project,
     app,
 )
-from repro.cli_fast import (
-    print_missing_summary,
-    print_run,
-    print_status,
-    status_summary,
-)
+from repro.cli_fast import print_run, print_status_report
 from repro.enums import Outcome
 
 stage_app = typer.Typer(help="Declare stages.", no_args_is_help=True)
@@ -257,12 +252,7 @@ def status(
     if as_json:
         _emit_json(rep.to_dict())
     else:
-        print_status(rep)
-        if not rep.stages and not rep.data:
-            print("no stages in repro.yaml")
-        else:
-            print(status_summary(rep))
-        print_missing_summary(rep)
+        print_status_report(rep)
     if exit_code and rep.stale:
         raise typer.Exit(1)
 
