@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.errors import NewerFormatError
+from repro.errors import NewerFormatError, ReproError
 from repro.gc import _run_outs, _set_aside, good_snapshots, keep_saved_days
 from repro.project import Project
 from repro.records import list_records
@@ -114,12 +114,22 @@ def fsck(
 def _fsck(
     project: Project, store: ObjectStore, label: str, local: bool, all_states: bool = False
 ) -> FsckReport:
+    from repro.store.repack import check_packs
+
     report = FsckReport(label, scope="all snapshots" if all_states else "repro.lock")
-    present = store.all_hashes()
-    for h in sorted(present):
+    loose = store.loose_hashes()
+    for h in sorted(loose):
         report.checked += 1
-        if not store.verify(h):
+        if not _loose_ok(store, h):
             report.corrupt.append(object_key(h))
+    packs = check_packs(store.backend, store.name)  # every index decoded, every object read
+    report.checked += packs.checked
+    report.corrupt += packs.bad_indexes + packs.damaged_keys
+    report.notes += [
+        f"{k} has no partner (left by a killed writer; gc removes it)" for k in packs.orphans
+    ]
+    present = loose | packs.hashes
+    _check_manifests(store, report, present)
     bad: list[str] = []
     snaps = good_snapshots(store, list_snapshots(store.backend), bad)  # every present one
     report.corrupt += [snapshot_key(s) for s in bad]
@@ -135,6 +145,37 @@ def _fsck(
     report.missing = sorted(set(needs) - present)
     report.needed_by = {h: needs[h] for h in report.missing}
     return report
+
+
+def _check_manifests(store: ObjectStore, report: FsckReport, present: set[str]) -> None:
+    """Objects a remote holds chunked: each manifest decoded and checked, each chunk it names
+    present (the chunks themselves are objects, verified with the others). A good one makes
+    its object present; a bad or incomplete one is corrupt (`manifests/<hash>`)."""
+    from repro.store.chunks import manifest_key
+    from repro.store.repack import manifest_hashes, read_manifest
+
+    chunks_there = set(present)
+    for h in sorted(manifest_hashes(store.backend)):
+        report.checked += 1
+        m = read_manifest(store.backend, h, store.name)
+        if m is None or any(c not in chunks_there for c, _ in m.chunks):
+            report.corrupt.append(manifest_key(h))
+        else:
+            present.add(h)
+
+
+def _loose_ok(store: ObjectStore, h: str) -> bool:
+    """Whether the loose copy of `h` (the file `objects/…` itself, not a packed copy) is whole."""
+    from repro.canonical import hash_bytes
+    from repro.hashing.filehash import hash_file
+
+    key = object_key(h)
+    try:
+        if store.local is not None:
+            return hash_file(store.local.path(key)) == h
+        return hash_bytes(store.backend.read_bytes(key)) == h
+    except Exception:
+        return False
 
 
 def _check_tags(store: ObjectStore, report: FsckReport) -> None:
@@ -277,13 +318,55 @@ def _heal_from_workspace(project: Project, hashes: set[str]) -> None:
             continue
 
 
+def _rewrite_loose(cache: ObjectStore, h: str) -> None:
+    """Replace damaged loose object `h` by the verified bytes of another copy (atomically)."""
+    from repro.store.links import read_only_mode
+
+    local = cache.local
+    assert local is not None
+    data = cache.get_bytes(h)  # verified: a packed copy (the loose one fails)
+    local.write_bytes(object_key(h), data)
+    os.chmod(local.path(object_key(h)), read_only_mode(False))
+
+
+def _split_corrupt(
+    corrupt: list[str],
+) -> tuple[set[str], dict[str, set[str]], list[str], list[str]]:
+    """Corrupt keys by kind: (loose object hashes, pack id -> hashes of its damaged copies,
+    damaged pack indexes, metadata keys)."""
+    from repro.store.packs import PACKS
+    from repro.store.repack import parse_damaged_key
+
+    loose = {object_hash(k) for k in corrupt if k.startswith(OBJECTS + "/")}
+    damaged: dict[str, set[str]] = {}
+    indexes: list[str] = []
+    meta: list[str] = []
+    for k in corrupt:
+        if k.startswith(OBJECTS + "/"):
+            continue
+        parsed = parse_damaged_key(k)
+        if parsed is not None:
+            damaged.setdefault(parsed[0], set()).add(parsed[1])
+        elif k.startswith(PACKS + "/"):
+            indexes.append(k)
+        else:
+            meta.append(k)
+    return loose, damaged, indexes, meta
+
+
 def _repair_local(project: Project, report: FsckReport, source: str | None) -> None:
     """Heal the local cache from the workspace, then from remote `source`; move aside what
-    stays corrupt."""
+    stays corrupt. A damaged pack is rewritten without its bad copies and moved aside."""
+    from repro.store.packs import pack_key
+    from repro.store.repack import damaged_key
+
     cache = project.cache
-    bad = {object_hash(k) for k in report.corrupt if k.startswith(OBJECTS + "/")}
-    todo = bad | set(report.missing)
-    meta = [k for k in report.corrupt if not k.startswith(OBJECTS + "/")]
+    bad, damaged, bad_indexes, meta = _split_corrupt(report.corrupt)
+    packed_bad = set().union(*damaged.values()) if damaged else set()
+    todo = bad | packed_bad | set(report.missing)
+    # Damaged packs leave every lookup first (their good objects rewritten into a new pack):
+    # a heal may then write a pack with the very same id (the same objects again) safely.
+    _set_aside_packs(project, report, damaged, bad_indexes)
     if todo:
         _heal_from_workspace(project, todo)
     healed = cache.verified_set(todo)
@@ -305,12 +388,26 @@ def _repair_local(project: Project, report: FsckReport, source: str | None) -> N
                         cache.backend.write_bytes(key, data)
                         report.repaired.append(key)
         report.notes += rep.corrupt
+        cache.invalidate_packs()
         healed = cache.verified_set(todo)
-    report.repaired += sorted(object_key(h) for h in healed)
-    for h in sorted(bad - healed):
+    report.repaired += sorted(object_key(h) for h in healed & (bad | set(report.missing)))
+    for h in sorted(bad):
+        if _loose_ok(cache, h):
+            continue  # replaced by good bytes
+        if h in healed:  # a good copy is packed: the damaged file is replaced by it
+            with contextlib.suppress(ReproError, OSError):
+                _rewrite_loose(cache, h)
+                continue
         with contextlib.suppress(FileNotFoundError):
             cache.move_aside(h)
-            report.moved_aside.append(object_key(h))
+            if h not in healed:
+                report.moved_aside.append(object_key(h))
+    for pid, hs in sorted(damaged.items()):
+        report.repaired += sorted(damaged_key(pid, h) for h in hs if h in healed)
+        if hs - healed:
+            report.moved_aside.append(pack_key(pid))
+        else:
+            report.notes.append(f"{pack_key(pid)} kept in .repro/cache/corrupt/ for inspection")
     for key in meta:
         if key not in report.repaired:
             with contextlib.suppress(FileNotFoundError):
@@ -324,12 +421,59 @@ def _repair_local(project: Project, report: FsckReport, source: str | None) -> N
         )
 
 
+def _set_aside_packs(
+    project: Project,
+    report: FsckReport,
+    damaged: dict[str, set[str]],
+    bad_indexes: list[str],
+) -> None:
+    """Rewrite each damaged local pack without its bad copies (its good objects go into a new
+    pack, published first) and move it to `corrupt/packs/`; a pack whose index is damaged is
+    moved there whole (its objects cannot be found without the index)."""
+    from repro.store.packs import pack_id_of_key
+    from repro.store.repack import rewrite_without, set_aside_pack
+
+    cache = project.cache
+    local = cache.local
+    assert local is not None
+    for pid, hs in sorted(damaged.items()):
+        with contextlib.suppress(FileNotFoundError):
+            rewrite_without(local, pid, hs, cache.name, local.tmp_path)
+    for key in bad_indexes:
+        parsed = pack_id_of_key(key)
+        if parsed is not None:
+            set_aside_pack(local, parsed[0])
+            report.moved_aside.append(key)
+    if damaged or bad_indexes:
+        cache.invalidate_packs()
+
+
 def _repair_remote(project: Project, store: ObjectStore, report: FsckReport) -> None:
     """Replace a remote's corrupt or missing objects and records with our verified copies."""
-    bad = {object_hash(k) for k in report.corrupt if k.startswith(OBJECTS + "/")}
-    report.repaired += upload_verified(project, store, bad | set(report.missing))
-    for key in report.corrupt:
-        if not key.startswith(OBJECTS + "/") and _replace_meta(project, store, key):
+    from repro.store.chunks import manifest_hash_of_key
+    from repro.store.repack import damaged_key, rewrite_without
+
+    bad, damaged, _indexes, meta = _split_corrupt(report.corrupt)
+    packed_bad = set().union(*damaged.values()) if damaged else set()
+    chunked = {h for k in meta if (h := manifest_hash_of_key(k)) is not None}
+    sent = upload_verified(project, store, bad | packed_bad | chunked | set(report.missing))
+    report.repaired += [k for k in sent if object_hash(k) not in packed_bad - bad]
+    uploaded = {object_hash(k) for k in sent}
+    local = project.cache.local
+    assert local is not None
+    for pid, hs in sorted(damaged.items()):
+        if hs - uploaded:
+            continue  # the damaged copy stays until a good one is there (reported)
+        with contextlib.suppress(FileNotFoundError):
+            rewrite_without(store.backend, pid, hs, store.name, local.tmp_path)
+            report.repaired += sorted(damaged_key(pid, h) for h in hs)
+    for key in meta:
+        h = manifest_hash_of_key(key)
+        if h is not None:  # a bad manifest: the whole object is there loose now
+            if h in uploaded:
+                store.backend.delete(key)
+                report.repaired.append(key)
+        elif _replace_meta(project, store, key):
             report.repaired.append(key)
 
 
@@ -357,9 +501,13 @@ def upload_verified(
     lb = cache.local
     assert lb is not None
     good = sorted(cache.verified_set(hashes))
-    for batch in _batches(good):
+    loose = [h for h in good if os.path.exists(lb.path(object_key(h)))]
+    for batch in _batches(loose):
         pairs = [(lb.path(object_key(h)), object_key(h)) for h in batch]
         retry(lambda pairs=pairs: store.backend.put_files(pairs, jobs))
+    for h in sorted(set(good) - set(loose)):  # packed here: sent as a loose object
+        data = cache.get_bytes(h)
+        retry(lambda h=h, data=data: store.backend.write_bytes(object_key(h), data))
     RemoteIndex(project, store.backend.url).add(good)
     return [object_key(h) for h in good]
 
@@ -373,11 +521,23 @@ def verify_remote(
     from repro.fetch import _batches
     from repro.hashing.filehash import hash_file
     from repro.remote import retry
+    from repro.store.packs import Location
+    from repro.store.packstore import PackReader, load_packset
+    from repro.store.repack import manifest_hashes, verify_chunked
 
     lb = project.cache.local
     assert lb is not None
     bad: set[str] = set()
-    for batch in _batches(sorted(hashes)):
+    packset = load_packset(store.backend, store.name)
+    packed = [(h, packset.locate(h)) for h in sorted(hashes) if h in packset]
+    chunked = (manifest_hashes(store.backend) & set(hashes)) - {h for h, _ in packed}
+    bad.update(h for h in chunked if not verify_chunked(store.backend, h, store.name, packset))
+    with PackReader(store.backend) as reader:  # packed copies: ranged reads, each verified
+        firsts: list[tuple[str, Location]] = [(h, locs[-1]) for h, locs in packed]
+        for h, data in reader.read_many(firsts):
+            if data is None and reader.read(h, packset.locate(h)[:-1]) is None:
+                bad.add(h)
+    for batch in _batches(sorted(set(hashes) - {h for h, _ in packed} - chunked)):
         tmps = {h: lb.tmp_path() for h in batch}
         try:
             found = retry(

@@ -6,6 +6,11 @@ log a run record points to; it drops the rest, and the run-cache entries whose o
 dropped. It holds the project's run lock, so it never removes what a run in progress is
 writing; on a remote, objects newer than a grace period are left alone, since another machine
 may be pushing them.
+
+Packed objects go by repack (`repro.store.repack`): a pack with nothing live is unpublished, one
+whose live bytes fell under half is rewritten with its live objects (the new pack published
+before the old one goes), orphans left by a killed writer are removed. Then the small loose
+objects left are folded into packs (`ObjectStore.pack_loose`: an old cache migrates in place).
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from repro.errors import NewerFormatError, NotFoundError
+from repro.hashing.tree import Tree
 from repro.project import Project
 from repro.records import list_records
 from repro.saved import DEFAULT_KEEP_DAYS, kept_saved
@@ -36,6 +43,14 @@ class GcReport:
     runs: int = 0
     dry_run: bool = False
     corrupt_snapshots: list[str] = field(default_factory=list)
+    packs_removed: int = 0  # every object dead: the pack went
+    packs_rewritten: int = 0  # live objects copied to a new pack, the old one went
+    packs_written: int = 0
+    pack_bytes: int = 0  # bytes freed by repack (net of the new packs), within `bytes`
+    orphans_removed: int = 0  # packs without index (a killed writer's) and the reverse
+    packed_loose: int = 0  # small loose objects folded into packs
+    damaged_packed: list[str] = field(default_factory=list)  # packs/<id>.pack:<hash>
+    bad_indexes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +62,14 @@ class GcReport:
             "removed_runs": self.runs,
             "dry_run": self.dry_run,
             "corrupt_snapshots": self.corrupt_snapshots,
+            "packs_removed": self.packs_removed,
+            "packs_rewritten": self.packs_rewritten,
+            "packs_written": self.packs_written,
+            "pack_freed_bytes": self.pack_bytes,
+            "orphans_removed": self.orphans_removed,
+            "packed_loose": self.packed_loose,
+            "damaged_packed": self.damaged_packed,
+            "bad_indexes": self.bad_indexes,
         }
 
 
@@ -55,7 +78,64 @@ def _add_state(store: ObjectStore, stages: dict, data: dict, files: dict, out: s
     items = list(data.values()) + list(files.values())
     for entry in stages.values():
         items += list((entry.get("outs") or {}).values()) + list((entry.get("deps") or {}).values())
-    out |= store.closure((d["hash"], bool(d.get("isdir"))) for d in items if d.get("hash"))
+    out |= _closure(store, ((d["hash"], bool(d.get("isdir"))) for d in items if d.get("hash")))
+
+
+def _closure(store: ObjectStore, roots: Iterable[tuple[str, bool]]) -> set[str]:
+    """`ObjectStore.closure`, reading also a tree a remote holds chunked (a manifest and its
+    chunks): one it cannot read at all contributes only itself."""
+    out: set[str] = set()
+    for h, isdir in roots:
+        out.add(h)
+        if isdir:
+            tree = _tree(store, h)
+            if tree is not None:
+                out.update(e.hash for e in tree.entries)
+    return out
+
+
+def _tree(store: ObjectStore, h: str) -> Tree | None:
+    from repro.errors import ReproError
+
+    try:
+        return store.get_tree(h)
+    except ReproError:
+        if store.local is not None:
+            return None
+    from repro.store.repack import read_chunked
+
+    data = read_chunked(store.backend, h, store.name)
+    if data is None:
+        return None
+    try:
+        return Tree.decode(data, name=f"tree {h}")
+    except ReproError:
+        return None
+
+
+def _drop_manifests(
+    store: ObjectStore, live: set[str], dry_run: bool, grace: float, now: float
+) -> set[str]:
+    """Chunked objects (a remote's large files): the chunks of every live one join `live`;
+    the manifests of dead ones are deleted (unless `dry_run`) before any chunk, so a manifest
+    that remains always has all its chunks. Returns the dead objects removed."""
+    from repro.store.chunks import manifest_key
+    from repro.store.repack import manifest_hashes, read_manifest
+
+    manifests = manifest_hashes(store.backend)
+    for h in manifests & live:
+        m = read_manifest(store.backend, h, store.name)
+        if m is not None:
+            live.update(c for c, _ in m.chunks)
+    removed: set[str] = set()
+    for h in sorted(manifests - live):
+        key = manifest_key(h)
+        if grace and _age(store, key, now) < grace:
+            continue
+        removed.add(h)
+        if not dry_run:
+            store.backend.delete(key)
+    return removed
 
 
 def kept_snapshots(store: ObjectStore, keep_last: int | None, keep: list[str]) -> list[str]:
@@ -143,8 +223,8 @@ def reachable(
 
         lock = load_lock(project.lock_path)
         _add_state(store, lock.stages, lock.data, {}, out)
-        out |= store.closure(
-            (s.hash, s.isdir) for s in kept_saved(project.dot, keep_saved_days(project))
+        out |= _closure(
+            store, ((s.hash, s.isdir) for s in kept_saved(project.dot, keep_saved_days(project)))
         )
     for rec in list_records(store.backend):
         for s in rec.stages:
@@ -228,20 +308,91 @@ def _gc(
             runs_left.append(outs)
     if not dry_run:  # reachability again, from what is left (others may have pushed since)
         live = reachable(project, store, list_snapshots(store.backend), local, [])
-        live |= store.closure(
-            (d["hash"], bool(d.get("isdir"))) for outs in runs_left for d in outs.values()
+        live |= _closure(
+            store, ((d["hash"], bool(d.get("isdir"))) for outs in runs_left for d in outs.values())
         )
+    store.packs  # noqa: B018 - loads the pack set, which lists damaged indexes
+    if store.bad_indexes:  # what they hide (trees included) is unknown: nothing goes
+        report.bad_indexes = list(store.bad_indexes)
+        return report
     now = time.time()
-    for h in sorted(store.all_hashes() - live):
+    removed = _drop_manifests(store, live, dry_run, grace, now)  # before any chunk goes
+    for h in sorted(store.loose_hashes() - live):
         key = object_key(h)
         if grace and _age(store, key, now) < grace:
             continue
-        report.objects += 1
+        removed.add(h)
         with contextlib.suppress(Exception):
             report.bytes += store.backend.size(key)
         if not dry_run:
             store.delete(h)
+    dropped = _repack(project, store, live, dry_run, grace, local, report)
+    report.objects += len(removed | dropped)
+    if not dry_run:  # what is left loose and small goes into packs
+        report.packed_loose = _fold(project, store, local)
     return report
+
+
+def _fold(project: Project, store: ObjectStore, local: bool) -> int:
+    """Fold small loose objects into packs: the local cache trusts its verified stat-cache
+    rows (no re-hash); a remote's are downloaded, verified and packed in the local tmp/."""
+    from repro.store.objects import PACK_MIN_FILES
+    from repro.store.packs import PACK_MAX_OBJECT
+    from repro.store.repack import fold_loose, loose_sizes
+
+    small = [h for h, n in loose_sizes(store.backend).items() if n < PACK_MAX_OBJECT]
+    if local:  # a loose copy beside a verified packed one (a fold killed before its unlinks)
+        dups = store.packed_verified(small)
+        for h in dups:
+            store.delete(h)
+        small = [h for h in small if h not in dups]
+    if len(small) < PACK_MIN_FILES:  # a handful stays loose, as a check-in of a few does
+        return 0
+    if local:
+        return store.pack_loose(small)
+    tmp = project.cache.local
+    assert tmp is not None
+    n = fold_loose(store.backend, small, tmp.tmp_path)
+    if n:
+        store.invalidate_packs()
+    return n
+
+
+def _repack(
+    project: Project,
+    store: ObjectStore,
+    live: set[str],
+    dry_run: bool,
+    grace: float,
+    local: bool,
+    report: GcReport,
+) -> set[str]:
+    """Repack `store`'s packs against `live` (see `repro.store.repack`); returns the dead
+    objects no pack holds any more. Remote packs are built in the local cache's tmp/."""
+    from repro.store.repack import LOCAL_ORPHAN_GRACE, repack
+
+    tmp = store.local or project.cache.local
+    assert tmp is not None
+    rep = repack(
+        store.backend,
+        live,
+        store.name,
+        tmp.tmp_path,
+        dry_run=dry_run,
+        orphan_grace=LOCAL_ORPHAN_GRACE if local else grace,
+        pack_grace=0.0 if local else grace,
+    )
+    if not dry_run and (rep.removed_ids or rep.packs_written or rep.orphans_removed):
+        store.invalidate_packs()
+    report.packs_removed = rep.packs_removed
+    report.packs_rewritten = rep.packs_rewritten
+    report.packs_written = rep.packs_written
+    report.pack_bytes = max(rep.bytes_freed, 0)
+    report.bytes += report.pack_bytes
+    report.orphans_removed = len(rep.orphans_removed)
+    report.damaged_packed = rep.corrupt
+    report.bad_indexes = rep.bad_indexes
+    return rep.dropped
 
 
 def _run_outs(store: ObjectStore, key: str) -> dict | None:
@@ -271,18 +422,8 @@ def _set_aside(store: ObjectStore, key: str) -> str:
 
 
 def _age(store: ObjectStore, key: str, now: float) -> float:
-    backend = store.backend
-    fs = getattr(backend, "fs", None)
-    if fs is None:
-        return float("inf")
-    try:
-        info = fs.info(backend._p(key))  # type: ignore[attr-defined]
-    except Exception:
-        return float("inf")
-    for k in ("LastModified", "mtime", "created", "last_modified"):
-        v = info.get(k)
-        if v is None:
-            continue
-        ts = v.timestamp() if hasattr(v, "timestamp") else float(v)
-        return now - ts
-    return float("inf")
+    """Seconds since `key` was written on `store` (a folder remote by its mtime, an object
+    store by its LastModified); infinity when the store cannot say."""
+    from repro.store.repack import key_age
+
+    return key_age(store.backend, key, now)
