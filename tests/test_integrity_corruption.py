@@ -70,8 +70,16 @@ def cli_at(root: str, *args: str, env: dict | None = None, ok: bool | None = Non
 
 
 def intact(root: str, h: str) -> bool:
-    p = obj(root, h)
-    return p.exists() and h_of(p.read_bytes()) == h
+    """The local cache holds a good copy of `h`, loose or in a pack."""
+    from repro.errors import ReproError
+    from repro.store.backend import LocalBackend
+    from repro.store.objects import ObjectStore
+
+    cache = ObjectStore(LocalBackend(str(Path(root, ".repro", "cache"))))
+    try:
+        return h_of(cache.get_bytes(h)) == h
+    except ReproError:
+        return False
 
 
 @pytest.fixture

@@ -446,6 +446,21 @@ class ObjectStore:
         os.replace(local.path(object_key(h)), dst)
         return dst
 
+    def set_aside_loose(self, hashes: Iterable[str]) -> list[str]:
+        """Local stores: move the loose copies of `hashes` that are there to `corrupt/` (for
+        objects just stored again in a pack after their loose copy failed verification: the
+        damaged file must not stay where `fsck` and readers look, nor be deleted silently).
+        Returns the objects moved."""
+        local = self.local
+        if local is None:
+            return []
+        moved = []
+        for h in hashes:
+            if os.path.lexists(local.path(object_key(h))):
+                self.move_aside(h)
+                moved.append(h)
+        return moved
+
     # -- packs ------------------------------------------------------------------------------
     @property
     def packs(self) -> PackSet:

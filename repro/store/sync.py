@@ -784,6 +784,11 @@ def fetch_objects(
         failed = _fetch_packed(local, remote, by_pack, inv, meter, jobs, retry, progress, out)
         if failed:
             _second_chance(local, remote, failed, inv, meter, jobs, retry, progress, out)
+        # A loose copy that failed verification above is now shadowed by a good packed one:
+        # moved aside, so fsck and readers see only the good copy.
+        fetched = {h for items in by_pack.values() for h, _ in items} & out.got
+        if fetched:
+            local.set_aside_loose(fetched)
     if loose:
         _fetch_loose(local, remote, loose, meter, jobs, retry, progress, out)
     for h in chunked:
