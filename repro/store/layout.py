@@ -1,8 +1,13 @@
 """The storage layout: every prefix and key a store holds, and the record formats' versions.
 
-One owner, so no module spells `runs/` or `records/` itself (DESIGN.md, storage layout):
+One owner, so no module spells `runs/` or `records/` itself (DESIGN.md, storage layout; `packs/`
+and `manifests/` are spelt by the modules that own their formats):
 
-    objects/<2 hex>/<30 hex>      content, trees included
+    objects/<2 hex>/<30 hex>      content, trees included (loose: large objects, old caches)
+    packs/<pack id>.pack|.idx     small objects packed together, and each pack's index
+                                  (format and lookup: repro.store.packs)
+    manifests/<hash>              remotes only: a large object as its content-defined chunks
+                                  (repro.store.chunks); the chunks are ordinary objects
     runs/<stage signature>        run-cache entry (msgpack)
     snapshots/<snapshot id>       snapshot (msgpack)
     records/<run id>              run record (msgpack)
