@@ -192,6 +192,16 @@ def gc(
         f"{report.snapshots} snapshots, {report.runs} run-cache entries; kept "
         f"{report.kept_snapshots} snapshots"
     )
+    packs = report.packs_removed + report.packs_rewritten
+    if packs or report.packed_loose or report.orphans_removed:
+        verb = "would rewrite" if dry_run else "rewrote"
+        print(
+            f"packs: {verb} {packs} ({report.packs_removed} emptied, "
+            f"{report.packs_rewritten} compacted), {report.packed_loose} loose objects "
+            f"packed, {report.orphans_removed} orphans removed"
+        )
+    for key in report.damaged_packed + report.bad_indexes:
+        print(f"damaged: {key} (kept; 'repro fsck --repair' heals it)")
 
 
 @app.command()
