@@ -528,7 +528,10 @@ def version_of(cmd: list[str]) -> str:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return "n/a"
-    return (p.stdout.strip() or p.stderr.strip()).splitlines()[-1] if p.returncode == 0 else "n/a"
+    if p.returncode != 0:
+        return "n/a"
+    lines = (p.stdout.strip() or p.stderr.strip()).splitlines()
+    return lines[-1] if lines else ""  # `git status --porcelain` of a clean tree says nothing
 
 
 def meta_of(a: argparse.Namespace) -> dict:
