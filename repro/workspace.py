@@ -15,7 +15,7 @@ from typing import Any
 from repro.errors import PathError
 from repro.hashing.engine import HashResult
 from repro.hashing.state import StatKey, now_ns, restat
-from repro.hashing.tree import TreeEntry
+from repro.hashing.tree import Tree, TreeEntry
 from repro.model import PathHash  # lived here; signatures and the planner use it too
 from repro.project import Project
 from repro.safety import safe_rel
@@ -176,11 +176,12 @@ def _check_out(
         project.hasher.invalidate(path)
         return report
     tree = cache.get_tree(want.hash)
+    wanted = tree.as_dict()
+    _refuse_clashes(tree, wanted, want.hash)  # before anything is written
     if current is not None and not current.is_dir:
         remove_path(path)
         current = None
     have = {f.rel: f for f in current.files} if current is not None else {}
-    wanted = tree.as_dict()
     for relf, f in have.items():
         if relf not in wanted:
             os.unlink(project.boundary.check_write(f.abs, "workspace"))
@@ -198,6 +199,32 @@ def _check_out(
     os.makedirs(path, exist_ok=True)
     project.hasher.invalidate(path)
     return report
+
+
+def _refuse_clashes(tree: Tree, wanted: dict[str, TreeEntry], h: str) -> None:
+    """A tree (from a shared cache or a remote, named by a lock from git) that names a path
+    twice, or names `x` as a file and `x/y` too, cannot be checked out: the second would
+    replace the first mid-checkout (a file by a folder or back), and every later checkout
+    would flip it again. Refused in one sentence. One `rpartition` per file."""
+    from repro.errors import UntrustedInputError
+
+    def bad(path: str, problem: str) -> UntrustedInputError:
+        return UntrustedInputError(f"tree {h}", "entry", path, problem)
+
+    if len(wanted) != len(tree.entries):
+        seen: set[str] = set()
+        for e in tree.entries:
+            if e.path in seen:
+                raise bad(e.path, "is named twice")
+            seen.add(e.path)
+    folders: set[str] = set()
+    for e in tree.entries:
+        d = e.path.rpartition("/")[0]
+        while d and d not in folders:
+            if d in wanted:
+                raise bad(d, f"is a file and also the folder of {e.path!r}")
+            folders.add(d)
+            d = d.rpartition("/")[0]
 
 
 def _prune_empty_dirs(root: str) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from repro.canonical import content_hasher, hash_bytes
 from repro.errors import NewerFormatError, UntrustedInputError
 from repro.safety import is_hash
+from repro.store.backend import Backend
 
 MANIFESTS = "manifests"
 MANIFEST_FORMAT = 1
@@ -40,6 +41,10 @@ CHUNK_LOW = 256 << 10
 CHUNK_MAX = 4 << 20
 # A manifest naming more chunks than this is refused (1 TiB at the smallest chunk size).
 MAX_CHUNKS = 1 << 22
+# The most bytes a manifest takes (MAX_CHUNKS entries of [32-char hash, length]: 40 bytes each
+# in msgpack, plus its fields). Readers ask a remote for no more than this (`read_manifest`), so
+# a hostile manifest of gigabytes is refused without being read whole.
+MAX_MANIFEST_BYTES = MAX_CHUNKS * 40 + 256
 
 
 def manifest_key(h: str) -> str:
@@ -81,6 +86,8 @@ class Manifest:
         def bad(problem: str) -> UntrustedInputError:
             return UntrustedInputError(source, "manifest", h, problem)
 
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise bad("is larger than any manifest can be")
         try:
             d = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except Exception:
@@ -112,6 +119,15 @@ class Manifest:
         if total != size:
             raise bad(f"has chunks summing to {total} bytes, not its size {size}")
         return cls(h, size, out)
+
+
+def read_manifest(backend: Backend, h: str, source: str) -> tuple[Manifest, int]:
+    """(the checked manifest of object `h` on `backend`, the bytes read), reading at most one
+    byte more than any manifest can take (FileNotFoundError when there is none). `source`
+    names the remote in errors; the key is added."""
+    key = manifest_key(h)
+    data = backend.read_range(key, 0, MAX_MANIFEST_BYTES + 1)
+    return Manifest.decode(data, h, f"{source}: {key}"), len(data)
 
 
 def chunker():

@@ -25,7 +25,14 @@ import threading
 from collections.abc import Iterable, Iterator
 
 from repro.canonical import hash_bytes
-from repro.errors import CorruptObjectError, HashError, MissingObjectError, ReproError
+from repro.errors import (
+    CorruptObjectError,
+    HashError,
+    MissingObjectError,
+    PathError,
+    ReproError,
+    first_line,
+)
 from repro.hashing.filehash import hash_file
 from repro.hashing.state import RACY_NS, StateDB, StatKey, now_ns
 from repro.hashing.tree import Tree
@@ -35,6 +42,7 @@ from repro.store.layout import OBJECTS, object_key
 from repro.store.links import DEFAULT_LINKS, place, read_only_mode, write_file
 from repro.store.packs import (
     PACK_MAX_OBJECT,
+    PACKS,
     PackIndex,
     PackSet,
     PackWriter,
@@ -143,6 +151,8 @@ class ObjectStore:
             known = rows.get(p, key) if rows is not None else self.state.get(p, key)
             if known == h:
                 return True
+        if not _is_file(p):  # a FIFO would hang the read, a symlink lead out of the cache
+            return False
         checked = now_ns()
         try:
             actual = hash_file(p)
@@ -311,6 +321,8 @@ class ObjectStore:
         key = StatKey.of(st)
         if self.state is not None and self.state.get(p, key) == h:
             return p
+        if not _is_file(p):  # a FIFO would hang the read, a symlink lead out of the cache
+            raise self._corrupt(h)
         checked = now_ns()
         actual = hash_file(p)
         if actual != h:
@@ -413,7 +425,8 @@ class ObjectStore:
         local = self.local
         if local is not None:
             try:
-                return hash_file(local.path(key)) == h
+                p = local.path(key)
+                return _is_file(p) and hash_file(p) == h
             except Exception:
                 return False
         try:
@@ -567,8 +580,12 @@ class ObjectStore:
         try:
             raw = self.backend.read_bytes(index_key(pid))
             index = PackIndex.decode(raw, f"{self.name}: {index_key(pid)}", pid)
-            with open(pp, "rb") as f:
-                data = f.read()
+            # Through `_read_path`: a pack that is a symlink or a FIFO (a hostile shared cache)
+            # is refused, not followed or waited on; no more than the index's size is read.
+            local = self.local
+            assert local is not None
+            with open(local._read_path(pack_key(pid)), "rb") as f:
+                data = f.read(min(index.pack_size, os.fstat(f.fileno()).st_size) + 1)
         except (ReproError, OSError):
             raw = b""
         else:
@@ -713,7 +730,12 @@ class ObjectStore:
         # vouches for them at once (not "racy"), and any later write moves the mtime on.
         old = checked - 2 * RACY_NS
         os.utime(tmp, ns=(old, old))
-        publish(self.backend, tmp, pid, index)
+        try:
+            publish(self.backend, tmp, pid, index)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _unwritable(local, exc) from None
         pp, ip = local.path(pack_key(pid)), local.path(index_key(pid))
         os.utime(ip, ns=(old, old))
         keys = (StatKey.of(os.stat(pp)), StatKey.of(os.stat(ip)))
@@ -786,7 +808,9 @@ class ObjectStore:
         checked = now_ns()
         try:
             with open(tmp_path, "rb") as f:
-                data = f.read()
+                # At most what the index says the pack holds (plus one byte: a longer file is
+                # not that pack): a remote serving more than that costs no memory.
+                data = f.read(min(index.pack_size, os.fstat(f.fileno()).st_size) + 1)
         except OSError:
             return set()
         view = memoryview(data)
@@ -872,7 +896,7 @@ class ObjectStore:
         import stat as statmod
 
         try:
-            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             return None
         try:
@@ -887,6 +911,29 @@ class ObjectStore:
         if rows is not None and rows.get(p, StatKey.of(st)) == h:
             return data
         return data if hash_bytes(data) == h else None
+
+
+def _is_file(p: str) -> bool:
+    """Whether local object file `p` is a regular file: in a hostile shared cache it may be a
+    FIFO (reading it would hang), a device, or a symlink out of the cache (never followed)."""
+    import stat as statmod
+
+    try:
+        return statmod.S_ISREG(os.lstat(p).st_mode)
+    except OSError:
+        return False
+
+
+def _unwritable(local: LocalBackend, exc: OSError) -> OSError | PathError:
+    """The error for a pack that cannot be published: one sentence naming the cache's packs
+    folder (it is a file, read-only, or leads out of the cache), or a full disk as it is (the
+    CLI says that one itself)."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    where = os.path.join(local.root, PACKS)
+    return PathError(where, f"a pack cannot be stored there ({exc.strerror or first_line(exc)})")
 
 
 # A check-in of fewer small files than this stays loose, as before packs (see `loose`).

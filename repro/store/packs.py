@@ -119,7 +119,9 @@ class PackIndex:
     def decode(cls, data: bytes, source: str, pack_id: str | None = None) -> PackIndex:
         """Parse an index from `source` (a path or key, named in errors). Every field is checked:
         magic, format, count against the length, the checksum, the pack id (against `pack_id`,
-        the one its name gives), digests strictly increasing, every object inside the pack."""
+        the one its name gives), digests strictly increasing, every object inside the pack and
+        shorter than PACK_MAX_OBJECT (what every writer keeps to: a reader then never allocates
+        more than that for one object, whatever an index claims)."""
         entries = list(_iter_index(data, source, pack_id))
         head = _INDEX_HEAD.unpack_from(data, 0)
         return cls(head[4].hex(), head[3], entries)
@@ -159,6 +161,8 @@ def _iter_index(
             raise _bad(source, "is not sorted (or repeats an object)")
         if off < HEADER_SIZE or off + n > pack_size:
             raise _bad(source, f"places object {digest.hex()} outside its pack")
+        if n >= PACK_MAX_OBJECT:  # no writer packs one: a hostile index's memory bomb
+            raise _bad(source, f"gives object {digest.hex()} a length no pack holds ({n})")
         prev = digest
         yield digest.hex(), off, n
 

@@ -23,6 +23,7 @@ from repro.canonical import hash_bytes
 from repro.errors import NewerFormatError, UntrustedInputError
 from repro.store.backend import Backend, LocalBackend
 from repro.store.packs import (
+    PACK_TARGET,
     PACKS,
     Location,
     PackIndex,
@@ -160,7 +161,11 @@ class PackReader:
             items.sort(key=lambda x: x[1].offset)
             run: list[tuple[str, Location]] = []
             for item in items:
-                if run and item[1].offset - (run[-1][1].offset + run[-1][1].length) > gap:
+                loc = item[1]
+                if run and (
+                    loc.offset - (run[-1][1].offset + run[-1][1].length) > gap
+                    or loc.offset + loc.length - run[0][1].offset > PACK_TARGET
+                ):  # a run is one read: at most a pack's worth, whatever an index claims
                     yield from self._run(pid, run)
                     run = []
                 run.append(item)

@@ -53,6 +53,7 @@ from repro.store.chunks import (
     cut_file,
     manifest_hash_of_key,
     manifest_key,
+    read_manifest,
 )
 from repro.store.layout import object_key
 from repro.store.links import read_only_mode
@@ -274,8 +275,7 @@ def manifest_liveness(
 
     def read(h: str) -> Manifest | None:
         try:
-            key = manifest_key(h)
-            return Manifest.decode(backend.read_bytes(key), h, f"{source}: {key}")
+            return read_manifest(backend, h, source)[0]
         except (FileNotFoundError, UntrustedInputError, NewerFormatError):
             return None
 
@@ -1041,9 +1041,8 @@ def _fetch_chunked(
     key = manifest_key(h)
     source = f"{remote.name}: {key}"
     try:
-        data = retry(lambda: remote.backend.read_bytes(key))
-        meter.add(1, down=len(data))
-        m = Manifest.decode(data, h, source)
+        m, size = retry(lambda: read_manifest(remote.backend, h, remote.name))
+        meter.add(1, down=size)
     except FileNotFoundError:
         return
     except (UntrustedInputError, NewerFormatError) as exc:
