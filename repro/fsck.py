@@ -168,11 +168,15 @@ def _loose_ok(store: ObjectStore, h: str) -> bool:
     """Whether the loose copy of `h` (the file `objects/…` itself, not a packed copy) is whole."""
     from repro.canonical import hash_bytes
     from repro.hashing.filehash import hash_file
+    from repro.store.objects import is_regular_file
 
     key = object_key(h)
     try:
         if store.local is not None:
-            return hash_file(store.local.path(key)) == h
+            path = store.local.path(key)
+            if not is_regular_file(path):  # a FIFO would hang the read; a symlink leads out
+                return False
+            return hash_file(path) == h
         return hash_bytes(store.backend.read_bytes(key)) == h
     except Exception:
         return False

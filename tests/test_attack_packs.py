@@ -435,6 +435,8 @@ def test_a_large_loose_object_that_is_a_fifo_or_a_symlink(tmp_path, outside, kin
     assert not Path(root, "big.bin").exists()
     st = cli_limited(root, "status")
     assert st.code == 0 and "big.bin" in st.out, st.err
+    fsck = cli_limited(root, "fsck")  # before, fsck hashed the FIFO and hung
+    assert fsck.code == 1 and "objects/" in fsck.out, (fsck.out, fsck.err)
     write(root, "big.bin", data)
     r = cli_limited(root, "add", "big.bin")
     assert r.code == 0, r.err
@@ -538,3 +540,17 @@ def test_a_folder_where_a_packed_file_goes(packed) -> None:
     assert "repro restore" in r.out  # the folder's content was saved first, and says how
     saved = r.out.split("repro restore ")[1].split()[0]
     assert Project(root).cache.has_verified(saved)
+
+
+def test_gc_sets_a_damaged_pack_aside_and_says_so(packed) -> None:
+    """Every byte of a pack zeroed (its tree included): gc removes nothing, moves the pack with
+    its index to corrupt/packs/ and names it; before, it counted the pack's objects as removed."""
+    root, _files, pack = packed
+    os.chmod(pack, 0o644)
+    data = pack.read_bytes()
+    rewrite(pack, data[:8] + bytes(len(data) - 8))
+    r = cli_at(root, "gc", "--json", ok=True).json()
+    assert r["removed_objects"] == 0 and r["damaged_packed"], r
+    kept = Path(root, ".repro/cache/corrupt/packs", pack.name)
+    assert kept.read_bytes() == data[:8] + bytes(len(data) - 8)
+    assert Path(root, ".repro/cache/corrupt/packs", pack.stem + ".idx").exists()

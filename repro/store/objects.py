@@ -151,7 +151,7 @@ class ObjectStore:
             known = rows.get(p, key) if rows is not None else self.state.get(p, key)
             if known == h:
                 return True
-        if not _is_file(p):  # a FIFO would hang the read, a symlink lead out of the cache
+        if not is_regular_file(p):  # a FIFO would hang the read, a symlink lead out of the cache
             return False
         checked = now_ns()
         try:
@@ -321,7 +321,7 @@ class ObjectStore:
         key = StatKey.of(st)
         if self.state is not None and self.state.get(p, key) == h:
             return p
-        if not _is_file(p):  # a FIFO would hang the read, a symlink lead out of the cache
+        if not is_regular_file(p):  # a FIFO would hang the read, a symlink lead out of the cache
             raise self._corrupt(h)
         checked = now_ns()
         actual = hash_file(p)
@@ -426,7 +426,7 @@ class ObjectStore:
         if local is not None:
             try:
                 p = local.path(key)
-                return _is_file(p) and hash_file(p) == h
+                return is_regular_file(p) and hash_file(p) == h
             except Exception:
                 return False
         try:
@@ -913,7 +913,7 @@ class ObjectStore:
         return data if hash_bytes(data) == h else None
 
 
-def _is_file(p: str) -> bool:
+def is_regular_file(p: str) -> bool:
     """Whether local object file `p` is a regular file: in a hostile shared cache it may be a
     FIFO (reading it would hang), a device, or a symlink out of the cache (never followed)."""
     import stat as statmod

@@ -75,6 +75,7 @@ class RepackReport:
     set_aside: list[str] = field(default_factory=list)  # local paths under corrupt/
     bad_indexes: list[str] = field(default_factory=list)
     removed_ids: set[str] = field(default_factory=set)  # packs gone (or going, dry)
+    set_aside_ids: set[str] = field(default_factory=set)  # of those, moved to corrupt/packs/
     remaining: set[str] = field(default_factory=set)  # hashes still packed afterwards
     dropped: set[str] = field(default_factory=set)  # hashes no pack holds any more
     written: list[PackIndex] = field(default_factory=list)  # the new packs' indexes
@@ -239,6 +240,7 @@ def repack(
             if isinstance(backend, LocalBackend):
                 report.set_aside.append(set_aside_pack(backend, pid))
                 report.removed_ids.add(pid)
+                report.set_aside_ids.add(pid)
             else:
                 report.remaining.update(h for h, _, _ in idx.entries)
             continue
@@ -256,7 +258,9 @@ def repack(
 def _dropped(report: RepackReport, todo: list[PackIndex], live: Container[str]) -> None:
     """The dead objects no pack holds any more (those of the packs removed)."""
     for idx in todo:
-        if idx.pack_id in report.removed_ids:
+        # A pack set aside (a live copy in it is damaged) keeps all its bytes under corrupt/:
+        # its objects are not counted as removed.
+        if idx.pack_id in report.removed_ids and idx.pack_id not in report.set_aside_ids:
             report.dropped.update(
                 h for h, _, _ in idx.entries if h not in report.remaining and h not in live
             )
@@ -515,12 +519,13 @@ def manifest_hashes(backend: Backend) -> set[str]:
 
 
 def read_manifest(backend: Backend, h: str, source: str):
-    """The checked manifest of chunked object `h`, or None when absent or unreadable."""
+    """The checked manifest of chunked object `h`, or None when absent or unreadable (read
+    with `chunks.read_manifest`'s bound: a hostile manifest of gigabytes is not read whole)."""
     from repro.errors import NewerFormatError, UntrustedInputError
-    from repro.store.chunks import Manifest, manifest_key
+    from repro.store.chunks import read_manifest as read_bounded
 
     try:
-        return Manifest.decode(backend.read_bytes(manifest_key(h)), h, source)
+        return read_bounded(backend, h, source)[0]
     except (FileNotFoundError, UntrustedInputError, NewerFormatError):
         return None
 
