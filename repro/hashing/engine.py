@@ -254,7 +254,7 @@ class Hasher:
                 raise outside_link_error(abspath, real, self.inside)
         if statmod.S_ISDIR(st.st_mode):
             started = now_ns()
-            if not files:
+            if not files and self.state.has_folder(abspath):
                 # Unchanged folders are the common case: one streaming pass (flat memory, no
                 # entry kept) decides it; only a changed folder is walked again into a list.
                 matcher, base = self.ignore.matcher_above(abspath)

@@ -223,6 +223,15 @@ class StateDB:
             return None
         return row[1], row[2]
 
+    def has_folder(self, path: str) -> bool:
+        """Whether a fingerprint is recorded for folder `path` at all (without one, no walk can
+        hit: the caller skips the streaming check and walks once)."""
+        with self._lock:
+            row = self._guard(
+                lambda: self._conn.execute("SELECT 1 FROM folders WHERE path=?", (path,)).fetchone()
+            )
+        return row is not None
+
     def put_folder(self, path: str, fingerprint: str, h: str, size: int, checked: int) -> None:
         self.execute_many(
             "INSERT OR REPLACE INTO folders VALUES (?, ?, ?, ?, ?)",
