@@ -185,14 +185,19 @@ def add(project: Project, paths: list[str], progress: Progress | None = None) ->
             )
     if progress is not None:
         start_phase(progress, "hash", *path_totals(project, rels))
-    results = [project.hasher.hash_path(project.abs(rel), progress, files=True) for rel in rels]
-    if progress is not None:
-        start_phase(progress, "store", sum(len(r.files) for r in results), _size(results))
-    added = []
-    with project.cache.batch():  # small files of every path go into packs, published here
-        for rel, r in zip(rels, results, strict=True):
-            added.append(Added(rel, PathHash.of(r), check_in(project, r)))
-            advance(progress, len(r.files), r.size)
+    try:
+        for rel in rels:  # a large file is copied into the cache while it is hashed
+            project.cache.prefetch(project.abs(rel))
+        results = [project.hasher.hash_path(project.abs(rel), progress, files=True) for rel in rels]
+        if progress is not None:
+            start_phase(progress, "store", sum(len(r.files) for r in results), _size(results))
+        added = []
+        with project.cache.batch():  # small files of every path go into packs, published here
+            for rel, r in zip(rels, results, strict=True):
+                added.append(Added(rel, PathHash.of(r), check_in(project, r)))
+                advance(progress, len(r.files), r.size)
+    finally:
+        project.cache.discard_prefetched()
     doc = load_rt(project.spec_path)
     data = doc.get("data")
     if data is None:
