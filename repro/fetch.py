@@ -38,6 +38,12 @@ class TransferReport:
     wire_bytes: int = 0  # bytes that crossed the wire either way (packs, ranges, manifests)
     packs: int = 0  # packs uploaded
 
+    def absorb(self, meter: Meter) -> None:
+        """Add what `meter` counted (requests, packs, bytes both ways) to this report."""
+        self.requests += meter.requests
+        self.packs += meter.packs
+        self.wire_bytes += meter.bytes_down + meter.bytes_up
+
     def to_dict(self) -> dict:
         return {
             "remote": self.remote,
@@ -161,9 +167,7 @@ def fetch_objects(
                     "not be fetched."
                 )
     finally:
-        report.requests += meter.requests
-        report.packs += meter.packs
-        report.wire_bytes += meter.bytes_down + meter.bytes_up
+        report.absorb(meter)
     if report.corrupt:
         raise CorruptObjectError(
             report.corrupt[0]
@@ -190,7 +194,7 @@ def _download(
         inv = remote_inventory(rstore, report, meter, list_loose=False)
         got |= _fetch(project.cache, rstore, set(batch), inv, meter, jobs, progress, report)
     finally:
-        report.requests += meter.requests
+        report.absorb(meter)
 
 
 def _fetch(

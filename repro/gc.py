@@ -339,6 +339,7 @@ def _fold(project: Project, store: ObjectStore, local: bool) -> int:
     from repro.store.objects import PACK_MIN_FILES
     from repro.store.packs import PACK_MAX_OBJECT
     from repro.store.repack import fold_loose, loose_sizes
+    from repro.store.sync import forget_indexes
 
     small = [h for h, n in loose_sizes(store.backend).items() if n < PACK_MAX_OBJECT]
     if local:  # a loose copy beside a verified packed one (a fold killed before its unlinks)
@@ -355,6 +356,7 @@ def _fold(project: Project, store: ObjectStore, local: bool) -> int:
     n = fold_loose(store.backend, small, tmp.tmp_path)
     if n:
         store.invalidate_packs()
+        forget_indexes(store.backend.url)  # this process's remembered inventory is stale
     return n
 
 
@@ -370,6 +372,7 @@ def _repack(
     """Repack `store`'s packs against `live` (see `repro.store.repack`); returns the dead
     objects no pack holds any more. Remote packs are built in the local cache's tmp/."""
     from repro.store.repack import LOCAL_ORPHAN_GRACE, repack
+    from repro.store.sync import forget_indexes
 
     tmp = store.local or project.cache.local
     assert tmp is not None
@@ -384,6 +387,8 @@ def _repack(
     )
     if not dry_run and (rep.removed_ids or rep.packs_written or rep.orphans_removed):
         store.invalidate_packs()
+        if not local:  # this process's remembered inventory of that remote is stale
+            forget_indexes(store.backend.url)
     report.packs_removed = rep.packs_removed
     report.packs_rewritten = rep.packs_rewritten
     report.packs_written = rep.packs_written

@@ -176,9 +176,7 @@ def _push_objects(
             rstore, lacking, inv, meter, local=local, jobs=jobs, retry=retry, progress=progress
         )
     finally:
-        report.requests += meter.requests
-        report.packs += meter.packs
-        report.wire_bytes += meter.bytes_up + meter.bytes_down
+        report.absorb(meter)
     index.add(res.sent)
     report.objects += len(res.sent)
     report.bytes += res.bytes

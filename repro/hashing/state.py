@@ -200,12 +200,10 @@ class StateDB:
                     self._warned = True
                     sys.stderr.write(f"warning: .repro/state.db not updated ({exc}).\n")
 
-    def get_folder(
-        self, path: str, fingerprint: str, entries: list | None = None, newest: int = 0
-    ) -> tuple[str, int] | None:
+    def get_folder(self, path: str, fingerprint: str, newest: int) -> tuple[str, int] | None:
         """The tree hash and size recorded for a folder whose fingerprint is unchanged, unless
         any file in it was modified within RACY_NS of that hashing (`newest`: the largest
-        mtime among its files, or given by `entries`)."""
+        mtime among its files)."""
         with self._lock:
             row = self._guard(
                 lambda: self._conn.execute(
@@ -217,8 +215,6 @@ class StateDB:
         if not isinstance(row[2], int) or not isinstance(row[3], int):
             return None
         limit = row[3] - RACY_NS
-        if entries:
-            newest = max(newest, max(e.st.st_mtime_ns for e in entries))
         if newest >= limit:
             return None
         return row[1], row[2]

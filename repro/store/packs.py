@@ -63,6 +63,11 @@ _ENTRY_SIZE = _ENTRY.size
 _DIGEST = 16
 
 
+def index_size(n: int) -> int:
+    """The bytes of an index of `n` objects (head, entries, checksum)."""
+    return _INDEX_HEAD.size + n * _ENTRY_SIZE + _DIGEST
+
+
 def pack_key(pack_id: str) -> str:
     return f"{PACKS}/{pack_id}.pack"
 

@@ -176,10 +176,7 @@ class PackReader:
         start = run[0][1].offset
         end = max(loc.offset + loc.length for _, loc in run)
         try:
-            if isinstance(self.backend, LocalBackend):
-                blob = self.raw(Location(pid, start, end - start))
-            else:
-                blob = self.backend.read_range(pack_key(pid), start, end)
+            blob = self.raw(Location(pid, start, end - start))
         except (FileNotFoundError, UntrustedInputError):
             for h, _ in run:
                 yield h, None

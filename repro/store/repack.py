@@ -29,6 +29,7 @@ from repro.store.packs import (
     PackIndex,
     PackWriter,
     index_key,
+    index_size,
     pack_key,
 )
 from repro.store.packstore import PackReader, list_packs, load_indexes, publish, unpublish
@@ -125,10 +126,6 @@ def remove_orphans(backend: Backend, grace: float, dry_run: bool = False) -> lis
             with contextlib.suppress(FileNotFoundError):
                 backend.delete(key)
     return keys
-
-
-def _index_size(n: int) -> int:
-    return 48 + 28 * n  # head (32) + entries + checksum (16): see repro.store.packs
 
 
 class _Out:
@@ -246,7 +243,7 @@ def repack(
             continue
         unpublish(backend, pid)
         report.removed_ids.add(pid)
-        report.bytes_freed += idx.pack_size + _index_size(len(idx))
+        report.bytes_freed += idx.pack_size + index_size(len(idx))
         if wanted[pid]:
             report.packs_rewritten += 1
         else:
@@ -289,9 +286,9 @@ def _dry(
     for idx in todo:
         need = wanted[idx.pack_id]
         report.removed_ids.add(idx.pack_id)
-        report.bytes_freed += idx.pack_size + _index_size(len(idx))
+        report.bytes_freed += idx.pack_size + index_size(len(idx))
         report.bytes_freed -= sum(loc.length for _, loc in need) + (
-            _index_size(len(need)) if need else 0
+            index_size(len(need)) if need else 0
         )
         report.objects_copied += len(need)
         report.remaining.update(h for h, _ in need)
@@ -329,7 +326,7 @@ def _copy(
     report.written = out.published
     for idx in out.published:
         report.packs_written += 1
-        report.bytes_freed -= idx.pack_size + _index_size(len(idx))
+        report.bytes_freed -= idx.pack_size + index_size(len(idx))
         report.remaining.update(h for h, _, _ in idx.entries)
     return failed
 
@@ -367,23 +364,6 @@ def check_packs(backend: Backend, source: str) -> PackCheck:
                 else:
                     check.good.add(h)
     return check
-
-
-def read_good(
-    backend: Backend, source: str, hashes: Iterable[str], skip_packs: Container[str] = ()
-) -> dict[str, bytes]:
-    """Verified bytes of those of `hashes` some pack (other than `skip_packs`) holds intact."""
-    from repro.store.packstore import load_packset
-
-    packset = load_packset(backend, source)
-    out: dict[str, bytes] = {}
-    with PackReader(backend) as reader:
-        for h in hashes:
-            locs = [loc for loc in packset.locate(h) if loc.pack_id not in skip_packs]
-            data = reader.read(h, locs) if locs else None
-            if data is not None:
-                out[h] = data
-    return out
 
 
 def rewrite_without(

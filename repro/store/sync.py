@@ -67,6 +67,7 @@ from repro.store.packs import (
     PackSet,
     PackWriter,
     index_key,
+    index_size,
     pack_id_of_key,
     pack_key,
 )
@@ -180,7 +181,7 @@ def inventory(
             continue
         except FileNotFoundError:
             continue
-        meter.add(1, down=len(idx.entries) * 28 + 60)
+        meter.add(1, down=index_size(len(idx.entries)))
         with _INDEXES_LOCK:
             _INDEXES[(backend.url, pid)] = idx
         indexes[pid] = idx
@@ -438,7 +439,7 @@ class _Packer:
 
         def up() -> None:
             _publish(backend, w.path, pid, index, self.retry)
-            self.meter.add(2, up=size + len(hashes) * 28 + 60)
+            self.meter.add(2, up=size + index_size(len(hashes)))
             with self.meter._lock:
                 self.meter.packs += 1
             if self.progress is not None and count:
