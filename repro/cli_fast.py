@@ -219,7 +219,6 @@ def _run(names: list[str], as_json: bool) -> int:
 
 def _run_body(names: list[str], as_json: bool) -> int:
     _load("repro.pipeline.runner")
-    from repro.enums import Outcome
     from repro.project import Project
 
     project = Project.find()
@@ -229,6 +228,14 @@ def _run_body(names: list[str], as_json: bool) -> int:
         state = project.__dict__.get("state")  # the stat cache, when it was opened
         if state is not None:
             state.close()
+    return report_run(result, as_json)
+
+
+def report_run(result: Any, as_json: bool) -> int:
+    """Print a run's result (JSON or lines) and, for a failed run, one error line per failed
+    stage and per stage found not deterministic; the exit code."""
+    from repro.enums import Outcome
+
     if as_json:
         emit_json(result.to_dict())
     else:

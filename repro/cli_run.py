@@ -10,12 +10,10 @@ import typer
 from repro.cli_app import (
     JsonOpt,
     _emit_json,
-    _err,
     _project,
     app,
 )
-from repro.cli_fast import print_run, print_status_report
-from repro.enums import Outcome
+from repro.cli_fast import print_status_report, report_run
 
 stage_app = typer.Typer(help="Declare stages.", no_args_is_help=True)
 app.add_typer(stage_app, name="stage")
@@ -167,20 +165,7 @@ def run(
         from repro.transfer import push as push_cache
 
         push_cache(project)
-    if as_json:
-        _emit_json(result.to_dict())
-    else:
-        print_run(result)
-    if not result.ok:
-        failed = [s for s in result.stages if s.status == Outcome.FAILED]
-        for s in failed:
-            _err(f"error: {s.message}")
-        for s in result.stages:
-            if s.verified is False:
-                _err(
-                    f"error: stage '{s.name}' is not deterministic: {', '.join(s.mismatches)} "
-                    "differ from the recorded result."
-                )
+    if report_run(result, as_json):
         raise typer.Exit(1)
 
 

@@ -961,9 +961,7 @@ def _fetch_loose(
     out: FetchResult,
 ) -> None:
     """Loose objects to temporary files, each verified, then renamed into the cache (large
-    ones) or packed there (small ones)."""
-    lb = local.local
-    assert lb is not None
+    ones) or packed there (small ones, in one batch)."""
     with local.batch():
         _fetch_loose_batches(local, remote, hashes, meter, jobs, retry, progress, out)
 
