@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from repro.store.backend import Backend, LocalBackend
@@ -515,26 +515,12 @@ def read_chunked(backend: Backend, h: str, source: str) -> bytes | None:
     None when any part is missing or the whole does not hash to `h`. For small chunked objects
     (a large tree), not for gigabytes."""
     from repro.canonical import hash_bytes
-    from repro.store.layout import object_key
-    from repro.store.packstore import load_packset
 
-    m = read_manifest(backend, h, source)
-    if m is None:
-        return None
-    packset = load_packset(backend, source)
     parts: list[bytes] = []
-    with PackReader(backend) as reader:
-        for ch, _n in m.chunks:
-            locs = packset.locate(ch)
-            data = reader.read(ch, locs) if locs else None
-            if data is None:
-                try:
-                    data = backend.read_bytes(object_key(ch))
-                except FileNotFoundError:
-                    return None
-                if hash_bytes(data) != ch:
-                    return None
-            parts.append(data)
+    for data in _chunks_of(backend, h, source):
+        if data is None:
+            return None
+        parts.append(data)
     blob = b"".join(parts)
     return blob if hash_bytes(blob) == h else None
 
@@ -543,27 +529,43 @@ def verify_chunked(backend: Backend, h: str, source: str, packset=None) -> bool:
     """Whether chunked object `h` reads back whole: its manifest checks out, every chunk
     (packed: a ranged read; loose: one read) hashes to its name, and their concatenation to
     `h`. One chunk in memory at a time."""
-    from repro.canonical import content_hasher, hash_bytes
+    from repro.canonical import content_hasher
+
+    whole = content_hasher()
+    for data in _chunks_of(backend, h, source, packset):
+        if data is None:
+            return False
+        whole.update(data)
+    return whole.hexdigest() == h
+
+
+def _chunks_of(backend: Backend, h: str, source: str, packset=None) -> Iterator[bytes | None]:
+    """The chunks of chunked object `h` in order, each verified against its name and the
+    length its manifest gives (packed: a ranged read; loose: one read of at most that length
+    plus one byte); None once a part is missing, damaged, or the manifest is unreadable (and
+    nothing after it)."""
+    from repro.canonical import hash_bytes
     from repro.store.layout import object_key
     from repro.store.packstore import load_packset
 
     m = read_manifest(backend, h, source)
     if m is None:
-        return False
+        yield None
+        return
     packset = load_packset(backend, source) if packset is None else packset
-    whole = content_hasher()
     with PackReader(backend) as reader:
         for ch, n in m.chunks:
             locs = packset.locate(ch)
             data = reader.read(ch, locs) if locs else None
             if data is None:
                 try:
-                    data = backend.read_bytes(object_key(ch))
+                    data = backend.read_range(object_key(ch), 0, n + 1)
                 except FileNotFoundError:
-                    return False
+                    data = b""
                 if hash_bytes(data) != ch:
-                    return False
+                    yield None
+                    return
             if len(data) != n:
-                return False
-            whole.update(data)
-    return whole.hexdigest() == h
+                yield None
+                return
+            yield data
